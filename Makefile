@@ -1,0 +1,125 @@
+# nofail build. `make` builds the release library and command under build/;
+# the test variants build under build/<variant>/ with debug assertions on.
+#
+#   make                 build/libnofail.a, build/libnofail.so, build/nofail
+#   make test            the test suite (debug assertions on)
+#   make test-asan       the same suite under AddressSanitizer + UBSan
+#   make test-tsan       the same suite under ThreadSanitizer
+#   make demo            the seed scenarios
+#   make bench           the benchmarks
+#   make install PREFIX=/usr/local
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+VARIANT ?= release
+VERSION := 0.1.0
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE    := -std=gnu11 -g -fPIC -pthread -fvisibility=hidden -Iinclude -Isrc $(WARN)
+
+ifeq ($(VARIANT),release)
+  BUILD := build
+  OPT   := -O2
+else ifeq ($(VARIANT),debug)
+  BUILD := build/debug
+  OPT   := -O1 -DNF_DEBUG
+else ifeq ($(VARIANT),asan)
+  BUILD := build/asan
+  OPT   := -O1 -DNF_DEBUG -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(VARIANT),tsan)
+  BUILD := build/tsan
+  OPT   := -O1 -DNF_DEBUG -fsanitize=thread
+else
+  $(error unknown VARIANT $(VARIANT): release, debug, asan or tsan)
+endif
+
+CFLAGS_ALL := $(BASE) $(OPT) $(CFLAGS)
+LDLIBS_ALL := -pthread -lm $(LDLIBS)
+LDFLAGS_ALL := $(filter -fsanitize=%,$(OPT)) $(LDFLAGS)
+
+LIB_SRC   := $(sort $(wildcard src/*.c))
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+TOOL_SRC  := $(sort $(wildcard tools/*.c scenarios/*.c))
+TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/cmd/%.o)
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all lib test test-asan test-tsan tests-build demo bench install clean check-warnings
+all: $(BUILD)/libnofail.a $(BUILD)/libnofail.so $(BUILD)/nofail
+
+lib: $(BUILD)/libnofail.a
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/nofail.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libnofail.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libnofail.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libnofail.so.0 $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/cmd/%.o: %.c $(wildcard tools/*.h scenarios/*.h) include/nofail.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itools -Iscenarios -c $< -o $@
+
+$(BUILD)/nofail: $(TOOL_OBJ) $(BUILD)/libnofail.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(BUILD)/libnofail.a $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/%.c tests/harness.c tests/harness.h $(BUILD)/libnofail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< tests/harness.c $(BUILD)/libnofail.a $(LDLIBS_ALL)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libnofail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ibench $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libnofail.a $(LDLIBS_ALL)
+
+tests-build: $(TEST_BIN) $(BUILD)/nofail
+
+test:
+	@$(MAKE) --no-print-directory VARIANT=debug tests-build
+	@tests/run.sh build/debug
+
+test-asan:
+	@$(MAKE) --no-print-directory VARIANT=asan tests-build
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh build/asan
+
+test-tsan:
+	@$(MAKE) --no-print-directory VARIANT=tsan tests-build
+	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 tests/run.sh build/tsan
+
+demo: $(BUILD)/nofail
+	$(BUILD)/nofail demo
+
+bench: $(BENCH_BIN)
+	@bench/run.sh $(BUILD)
+
+# Both compilers, warnings as errors: what every change keeps true.
+check-warnings:
+	@$(MAKE) --no-print-directory clean-variant-release
+	$(MAKE) --no-print-directory CC=gcc CFLAGS=-Werror all $(TEST_BIN) $(BENCH_BIN)
+	@$(MAKE) --no-print-directory clean-variant-release
+	$(MAKE) --no-print-directory CC=clang CFLAGS=-Werror all $(TEST_BIN) $(BENCH_BIN)
+
+.PHONY: clean-variant-release
+clean-variant-release:
+	rm -rf build/obj build/cmd build/tests build/bench build/libnofail.* build/nofail
+
+$(BUILD)/nofail.pc: Makefile
+	@mkdir -p $(dir $@)
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: nofail\nDescription: memory allocation with forward-progress guarantees\nVersion: %s\nLibs: -L$${libdir} -lnofail\nLibs.private: -pthread -lm\nCflags: -I$${includedir}\n' '$(PREFIX)' '$(VERSION)' > $@
+
+install: all $(BUILD)/nofail.pc
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/nofail.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libnofail.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libnofail.so $(DESTDIR)$(PREFIX)/lib/libnofail.so.0
+	ln -sf libnofail.so.0 $(DESTDIR)$(PREFIX)/lib/libnofail.so
+	install -m 644 $(BUILD)/nofail.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 755 $(BUILD)/nofail $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf build

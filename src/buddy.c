@@ -1,0 +1,130 @@
+/*
+ * buddy.c - the binary buddy system of one domain.
+ *
+ * A free block of order k starts at a page index that is a multiple of 2^k;
+ * its buddy is the block whose index differs in bit k. Invariant: no two
+ * free buddies of the same order exist (a free always merges), so a free
+ * block of order k can be found whenever 2^k aligned free pages exist.
+ * Lists are doubly linked through the descriptors so a buddy can leave its
+ * list in O(1) when it merges. New blocks go to the head of their list, so
+ * allocation reuses the most recently freed (warm) memory and the oldest
+ * free blocks gather at the tail, where the trimmer looks.
+ */
+#include "buddy.h"
+
+static void list_push(nf_domain *d, uint32_t index, unsigned order)
+{
+	struct free_area *area = &d->free_area[order];
+	struct nf_page *page = &d->pages[index];
+	page->prev = NF_NO_PAGE;
+	page->next = area->head;
+	if (area->head != NF_NO_PAGE)
+		d->pages[area->head].prev = index;
+	area->head = index;
+	area->count++;
+}
+
+void buddy_unlink(nf_domain *d, uint32_t index)
+{
+	struct nf_page *page = &d->pages[index];
+	struct free_area *area = &d->free_area[page->order];
+	NF_ASSERT(page_state(page) == PAGE_FREE);
+	if (page->prev != NF_NO_PAGE)
+		d->pages[page->prev].next = page->next;
+	else
+		area->head = page->next;
+	if (page->next != NF_NO_PAGE)
+		d->pages[page->next].prev = page->prev;
+	area->count--;
+	page->next = page->prev = NF_NO_PAGE;
+}
+
+/* Makes [index, index + 2^order) one free block on its list. */
+static void make_free_block(nf_domain *d, uint32_t index, unsigned order, bool released, uint64_t now_ns)
+{
+	struct nf_page *page = &d->pages[index];
+	page_set_state(page, PAGE_FREE);
+	page->order = (uint8_t)order;
+	page->flags = released ? PAGE_RELEASED : 0;
+	page->free_since_ns = now_ns;
+	list_push(d, index, order);
+}
+
+void buddy_init(nf_domain *d)
+{
+	size_t index = d->meta_pages;
+	d->largest_order = 0;
+	while (index < d->budget_pages) {
+		unsigned order = NF_MAX_ORDER;
+		while (order > 0 && ((index & ((1u << order) - 1)) || index + (1u << order) > d->budget_pages))
+			order--;
+		/* Fresh anonymous memory reads as zero and is not resident: released. */
+		make_free_block(d, (uint32_t)index, order, true, 0);
+		d->free_pages += 1u << order;
+		d->released_pages += 1u << order;
+		if (order > d->largest_order)
+			d->largest_order = order;
+		index += 1u << order;
+	}
+}
+
+uint32_t buddy_take(nf_domain *d, unsigned order, bool *released)
+{
+	unsigned found = order;
+	while (found <= NF_MAX_ORDER && d->free_area[found].head == NF_NO_PAGE)
+		found++;
+	if (found > NF_MAX_ORDER)
+		return NF_NO_PAGE;
+
+	uint32_t index = d->free_area[found].head;
+	struct nf_page *page = &d->pages[index];
+	bool was_released = page->flags & PAGE_RELEASED;
+	uint64_t since = page->free_since_ns;
+	buddy_unlink(d, index);
+	/* Split: the upper halves go back as free blocks, the lower half is taken. */
+	while (found > order) {
+		found--;
+		make_free_block(d, index + (1u << found), found, was_released, since);
+	}
+	page_set_state(page, PAGE_USED);
+	page->order = (uint8_t)order;
+	page->flags = 0;
+	d->free_pages -= 1u << order;
+	if (was_released)
+		d->released_pages -= 1u << order;
+	*released = was_released;
+	return index;
+}
+
+void buddy_give(nf_domain *d, uint32_t index, unsigned order, bool released, uint64_t now_ns)
+{
+	size_t pages = (size_t)1 << order;
+	d->free_pages += pages;
+	if (released)
+		d->released_pages += pages;
+	while (order < NF_MAX_ORDER) {
+		uint32_t buddy = index ^ (1u << order);
+		if (buddy + ((size_t)1 << order) > d->budget_pages)
+			break;
+		struct nf_page *other = &d->pages[buddy];
+		if (page_state(other) != PAGE_FREE || other->order != order)
+			break;
+		buddy_unlink(d, buddy);
+		/*
+		 * A merged block reads as zero only if both halves do. A released
+		 * half merged into a resident one is counted resident from now on:
+		 * released_pages may undercount, never overcount.
+		 */
+		bool other_released = other->flags & PAGE_RELEASED;
+		if (released != other_released) {
+			d->released_pages -= (size_t)1 << order;
+			released = false;
+		}
+		uint32_t upper = index > buddy ? index : buddy;
+		page_set_state(&d->pages[upper], PAGE_TAIL);
+		d->pages[upper].flags = 0;
+		index = index < buddy ? index : buddy;
+		order++;
+	}
+	make_free_block(d, index, order, released, now_ns);
+}

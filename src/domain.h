@@ -1,0 +1,92 @@
+/*
+ * domain.h - the domain: one mmap'd region that is the whole budget.
+ *
+ * Layout of the region: the struct nf_domain, then the page descriptors of
+ * every page of the region, then the pages that are handed out. The region
+ * is aligned to the largest block (2^NF_MAX_ORDER pages) so that a block of
+ * order k is aligned to its size.
+ */
+#ifndef NOFAIL_DOMAIN_H
+#define NOFAIL_DOMAIN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nofail.h"
+#include "log.h"
+#include "page.h"
+
+#define DOMAIN_MAGIC 0x6e6f6661696c646dULL /* "nofaildm" */
+
+struct thread_pages;
+
+struct free_area {
+	uint32_t head;       /* page index of the first free block, NF_NO_PAGE if none */
+	size_t count;        /* blocks on this list */
+};
+
+struct nf_domain {
+	uint64_t magic;
+	char name[64];
+	char *base;                  /* the region; page i is base + i * NF_PAGE_SIZE */
+	struct nf_page *pages;       /* descriptors, indexed like the pages */
+	size_t budget_bytes;
+	size_t budget_pages;         /* pages in the region */
+	size_t meta_pages;           /* pages 0 .. meta_pages-1 hold this struct and the descriptors */
+	size_t min_pages, low_pages, high_pages, reserve_cap_pages;
+	unsigned largest_order;      /* the largest block the layout can ever form */
+	uint64_t trim_delay_ns;      /* UINT64_MAX: never trim */
+
+	/* Per-thread page lists (see thread_pages.c); slot < 0: none for this domain. */
+	int pcp_slot;
+	unsigned pcp_batch, pcp_high;
+	unsigned pcp_max_threads;
+
+	pthread_mutex_t lock;        /* protects everything below */
+	pthread_cond_t freed;        /* broadcast by frees while someone waits */
+	struct free_area free_area[NF_MAX_ORDER + 1];
+	size_t free_pages;           /* pages in free blocks on the lists */
+	size_t released_pages;       /* of free_pages, those given back to the kernel */
+	size_t isolated_pages;       /* free pages off the lists while being trimmed */
+	struct thread_pages *pcp_list;   /* registered thread page lists */
+	unsigned pcp_threads;
+	uint64_t drain_seq;          /* bumped to ask thread lists to drain */
+
+	/* statistics of the locked paths and of threads that have exited */
+	uint64_t allocations, frees;
+	uint64_t failures[NF_FAIL_REASONS];
+	uint64_t waits, waiting, wait_ns_total, wait_ns_max;
+
+	/* the trimmer thread (trim.c) */
+	pthread_t trimmer;
+	bool trimmer_running, trimmer_stop, trim_pending;
+	pthread_cond_t trim_wake;
+};
+
+/* The index of the page at address p, which must be inside the region. */
+static inline size_t domain_page_index(const nf_domain *d, const void *p)
+{
+	return (size_t)((const char *)p - d->base) >> NF_PAGE_SHIFT;
+}
+
+static inline void *domain_page_address(const nf_domain *d, size_t index)
+{
+	return d->base + (index << NF_PAGE_SHIFT);
+}
+
+static inline bool domain_contains(const nf_domain *d, const void *p)
+{
+	return (const char *)p >= d->base + d->meta_pages * NF_PAGE_SIZE &&
+	       (const char *)p < d->base + d->budget_bytes;
+}
+
+/* Checks a caller's domain pointer: false (with a message naming `call`) if it is not a live domain. */
+NF_HIDDEN bool domain_valid(const nf_domain *d, const char *call);
+/* The default domain if it has been created, else NULL; never creates it. */
+NF_HIDDEN nf_domain *nf_domain_default_peek(void);
+/* Debug builds: walks the free lists and checks every counter; dies on a broken invariant. */
+NF_HIDDEN void domain_check(nf_domain *d);
+
+#endif

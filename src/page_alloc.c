@@ -1,0 +1,284 @@
+/*
+ * page_alloc.c - nf_pages_alloc / nf_pages_free: the page allocator's
+ * policy over the buddy lists: per-thread lists first, watermarks, the
+ * emergency reserve, and waiting.
+ *
+ * Who may take what (invariant, checked under d->lock): after an
+ * allocation, free pages on the buddy lists stay at or above the caller's
+ * floor: min for ordinary callers, min/2 for NF_HIGH, 0 for NF_MEMALLOC or
+ * the memalloc scope. Pages on thread lists were taken above min, so an
+ * ordinary caller never brings the domain below min.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "buddy.h"
+#include "clock.h"
+#include "domain.h"
+#include "thread.h"
+#include "trim.h"
+
+/* Bound on one sleep of a waiting allocation: a lost wake-up costs at most this. */
+#define WAIT_RECHECK_NS (100u * 1000u * 1000u)
+/* Blocking requests above this order without NF_MAYFAIL are warned about once. */
+#define LARGE_BLOCKING_ORDER 3
+
+static _Atomic bool large_request_warned;
+
+/* Pages that must stay on the buddy lists after an allocation with these flags. */
+static size_t floor_for(const nf_domain *d, unsigned flags)
+{
+	if (flags & NF_NOMEMALLOC)
+		return d->min_pages;
+	if ((flags & NF_MEMALLOC) || (nf_self.scope & NF_SCOPE_MEMALLOC))
+		return 0;
+	if (flags & NF_HIGH)
+		return d->min_pages / 2;
+	return d->min_pages;
+}
+
+static void *fail(nf_domain *d, enum nf_fail_reason reason, int error)
+{
+	pthread_mutex_lock(&d->lock);
+	d->failures[reason]++;
+	pthread_mutex_unlock(&d->lock);
+	errno = error;
+	return NULL;
+}
+
+static void warn_large_blocking(const nf_domain *d, unsigned order, const void *caller)
+{
+	if (atomic_exchange_explicit(&large_request_warned, true, memory_order_relaxed))
+		return;
+	char where[256];
+	nf_log("nf_pages_alloc: blocking order-%u request on domain '%s' without NF_MAYFAIL from %s:"
+	       " large blocking allocations may wait long (reported once)",
+	       order, d->name, nf_describe_address(caller, where, sizeof where));
+}
+
+/* Takes the block for the request if the floor allows; d->lock held. */
+static uint32_t take_above_floor(nf_domain *d, unsigned order, size_t floor, bool *released)
+{
+	if (d->free_pages < floor + ((size_t)1 << order))
+		return NF_NO_PAGE;
+	return buddy_take(d, order, released);
+}
+
+/* Order 0 through the thread's list: refill a batch, then pop; d->lock held. */
+static uint32_t take_through_list(nf_domain *d, struct thread_pages *tp)
+{
+	if (d->free_pages < d->min_pages + d->pcp_batch)
+		return NF_NO_PAGE;
+	if (thread_pages_refill(d, tp, d->pcp_batch) == 0)
+		return NF_NO_PAGE;
+	uint32_t index = tp->head;
+	struct nf_page *page = &d->pages[index];
+	tp->head = page->next;
+	atomic_store_explicit(&tp->count, OWNER_READ(tp->count) - 1, memory_order_relaxed);
+	page_set_state(page, PAGE_USED);
+	return index;
+}
+
+/* A thread list that was asked to drain (someone waits) does so on its next slow path. */
+static void honour_drain_request(nf_domain *d, struct thread_pages *tp)
+{
+	if (tp && tp->seen_drain_seq != d->drain_seq) {
+		tp->seen_drain_seq = d->drain_seq;
+		thread_pages_drain(d, tp, OWNER_READ(tp->count));
+	}
+}
+
+static void wait_for_free_pages(nf_domain *d, uint64_t *wait_start)
+{
+	if (!*wait_start) {
+		*wait_start = nf_now_ns();
+		d->waits++;
+	}
+	d->drain_seq++;
+	d->waiting++;
+	struct timespec deadline = nf_deadline_after(WAIT_RECHECK_NS);
+	pthread_cond_timedwait(&d->freed, &d->lock, &deadline);
+	d->waiting--;
+}
+
+static void account_wait(nf_domain *d, uint64_t wait_start)
+{
+	if (!wait_start)
+		return;
+	uint64_t waited = nf_now_ns() - wait_start;
+	d->wait_ns_total += waited;
+	if (waited > d->wait_ns_max)
+		d->wait_ns_max = waited;
+}
+
+static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned order, unsigned flags,
+							 const void *caller)
+{
+	if (!domain_valid(d, "nf_pages_alloc")) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (flags & ~NF_FLAGS_ALL) {
+		nf_log("nf_pages_alloc: unknown flags 0x%x", flags & ~NF_FLAGS_ALL);
+		return fail(d, NF_FAIL_INVALID, EINVAL);
+	}
+	if (order > NF_MAX_ORDER) {
+		nf_log("nf_pages_alloc: order %u is above NF_MAX_ORDER (%d)", order, NF_MAX_ORDER);
+		return fail(d, NF_FAIL_INVALID, EINVAL);
+	}
+	bool may_sleep = !(flags & NF_NOWAIT);
+	bool blocking = may_sleep && !(flags & NF_MAYFAIL);
+	size_t floor = floor_for(d, flags);
+	size_t pages = (size_t)1 << order;
+	if (order > d->largest_order || pages + floor > d->budget_pages - d->meta_pages) {
+		if (blocking)
+			nf_die("nf_pages_alloc: blocking order-%u request (%zu pages) can never be met by domain"
+			       " '%s' (%zu pages, largest block order %u)",
+			       order, pages, d->name, d->budget_pages - d->meta_pages - floor, d->largest_order);
+		return fail(d, may_sleep ? NF_FAIL_MAYFAIL : NF_FAIL_NOWAIT, ENOMEM);
+	}
+	if (blocking && order > LARGE_BLOCKING_ORDER)
+		warn_large_blocking(d, order, caller);
+
+	struct thread_pages *tp = order == 0 ? thread_pages_attach(d) : NULL;
+	uint64_t wait_start = 0;
+	bool released = false;
+	uint32_t index;
+
+	pthread_mutex_lock(&d->lock);
+	honour_drain_request(d, tp);
+	for (;;) {
+		index = tp ? take_through_list(d, tp) : NF_NO_PAGE;
+		if (index == NF_NO_PAGE)
+			index = take_above_floor(d, order, floor, &released);
+		if (index != NF_NO_PAGE)
+			break;
+		/* Our own cached pages come first: give them back so that they can merge. */
+		if (tp && OWNER_READ(tp->count)) {
+			thread_pages_drain(d, tp, OWNER_READ(tp->count));
+			continue;
+		}
+		if (!may_sleep || (flags & NF_MAYFAIL)) {
+			enum nf_fail_reason reason = may_sleep ? NF_FAIL_MAYFAIL : NF_FAIL_NOWAIT;
+			d->failures[reason]++;
+			account_wait(d, wait_start);
+			pthread_mutex_unlock(&d->lock);
+			errno = may_sleep ? ENOMEM : EAGAIN;
+			return NULL;
+		}
+		wait_for_free_pages(d, &wait_start);
+	}
+	d->allocations++;
+	account_wait(d, wait_start);
+	NF_ASSERT(d->free_pages >= floor);
+	pthread_mutex_unlock(&d->lock);
+
+	void *p = domain_page_address(d, index);
+	if ((flags & NF_ZERO) && !released)
+		memset(p, 0, pages * NF_PAGE_SIZE);
+	return p;
+}
+
+void *nf_pages_alloc(nf_domain *d, unsigned order, unsigned flags)
+{
+	/* Fast path: an order-0 page from this thread's list; no lock, no atomic RMW. */
+	if (likely((order | (flags & ~NF_FLAGS_ALL)) == 0 && d && d->pcp_slot >= 0)) {
+		struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
+		if (likely(tp->domain == d && tp->head != NF_NO_PAGE)) {
+			uint32_t index = tp->head;
+			struct nf_page *page = &d->pages[index];
+			tp->head = page->next;
+			atomic_store_explicit(&tp->count, OWNER_READ(tp->count) - 1, memory_order_relaxed);
+			OWNER_ADD(tp->allocations, 1);
+			page_set_state(page, PAGE_USED);
+			void *p = domain_page_address(d, index);
+			if (flags & NF_ZERO)
+				memset(p, 0, NF_PAGE_SIZE);
+			return p;
+		}
+	}
+	return pages_alloc_slow(d, order, flags, __builtin_return_address(0));
+}
+
+/* Dies with a clear message unless p is the head of an allocated block of this order; d->lock held. */
+static void check_free(nf_domain *d, void *p, unsigned order)
+{
+	struct nf_page *page = &d->pages[domain_page_index(d, p)];
+	unsigned state = page_state(page);
+	const char *problem = NULL;
+	if (state == PAGE_FREE || state == PAGE_CACHED || state == PAGE_ISOLATED)
+		problem = "double free: the page is already free";
+	else if (state == PAGE_TAIL)
+		problem = "not the start of an allocated block";
+	else if (state != PAGE_USED)
+		problem = "not an allocated page";
+	if (problem) {
+		pthread_mutex_unlock(&d->lock);
+		nf_die("nf_pages_free: %p in domain '%s': %s", p, d->name, problem);
+	}
+	if (page->order != order) {
+		unsigned allocated = page->order;
+		pthread_mutex_unlock(&d->lock);
+		nf_die("nf_pages_free: %p in domain '%s' freed with order %u but allocated with order %u", p,
+		       d->name, order, allocated);
+	}
+}
+
+static __attribute__((noinline)) void pages_free_slow(nf_domain *d, void *p, unsigned order)
+{
+	if (!p)
+		return;
+	if (!domain_valid(d, "nf_pages_free"))
+		nf_die("nf_pages_free: %p freed to something that is not a domain", p);
+	if (order > NF_MAX_ORDER)
+		nf_die("nf_pages_free: order %u is above NF_MAX_ORDER (%d)", order, NF_MAX_ORDER);
+	if (!domain_contains(d, p) || ((uintptr_t)p & (NF_PAGE_SIZE - 1)))
+		nf_die("nf_pages_free: %p is not a page of domain '%s'", p, d->name);
+
+	struct thread_pages *tp = order == 0 ? thread_pages_attach(d) : NULL;
+	uint32_t index = (uint32_t)domain_page_index(d, p);
+	pthread_mutex_lock(&d->lock);
+	check_free(d, p, order);
+	honour_drain_request(d, tp);
+	if (tp && !d->waiting) {
+		/* The list is full: drain a batch, then keep this warm page. */
+		if (OWNER_READ(tp->count) >= d->pcp_high)
+			thread_pages_drain(d, tp, d->pcp_batch);
+		struct nf_page *page = &d->pages[index];
+		page_set_state(page, PAGE_CACHED);
+		page->next = tp->head;
+		tp->head = index;
+		OWNER_ADD(tp->count, 1);
+		d->frees++;
+	} else {
+		buddy_give(d, index, order, false, nf_now_ns());
+		d->frees++;
+	}
+	if (d->waiting)
+		pthread_cond_broadcast(&d->freed);
+	trim_note_free(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+void nf_pages_free(nf_domain *d, void *p, unsigned order)
+{
+	/* Fast path: an order-0 page onto this thread's list. */
+	if (likely(order == 0 && d && d->pcp_slot >= 0 && domain_contains(d, p))) {
+		struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
+		if (likely(tp->domain == d && OWNER_READ(tp->count) < d->pcp_high)) {
+			uint32_t index = (uint32_t)domain_page_index(d, p);
+			struct nf_page *page = &d->pages[index];
+			if (likely(page_state(page) == PAGE_USED && page->order == 0 &&
+				   !((uintptr_t)p & (NF_PAGE_SIZE - 1)))) {
+				page_set_state(page, PAGE_CACHED);
+				page->next = tp->head;
+				tp->head = index;
+				OWNER_ADD(tp->count, 1);
+				OWNER_ADD(tp->frees, 1);
+				return;
+			}
+		}
+	}
+	pages_free_slow(d, p, order);
+}

@@ -1,0 +1,115 @@
+/* stats.c - a domain's statistics, as a struct, as text and as JSON. */
+#include <errno.h>
+#include <string.h>
+
+#include "domain.h"
+#include "thread_pages.h"
+
+static const char *const fail_reason_names[NF_FAIL_REASONS] = { "nowait", "mayfail", "invalid" };
+
+void nf_stats_get(nf_domain *d, nf_stats *out)
+{
+	if (!out) {
+		nf_log("nf_stats_get: out is NULL");
+		return;
+	}
+	memset(out, 0, sizeof *out);
+	if (!domain_valid(d, "nf_stats_get"))
+		return;
+	pthread_mutex_lock(&d->lock);
+	out->name = d->name;
+	out->budget_bytes = d->budget_bytes;
+	out->budget_pages = d->budget_pages;
+	out->meta_pages = d->meta_pages;
+	out->allocations = d->allocations;
+	out->frees = d->frees;
+	out->cached_pages = thread_pages_cached(d, &out->allocations, &out->frees);
+	out->free_pages = d->free_pages + d->isolated_pages + out->cached_pages;
+	out->used_pages = d->budget_pages - out->free_pages;
+	for (int order = 0; order <= NF_MAX_ORDER; order++)
+		out->free_by_order[order] = d->free_area[order].count;
+	out->min_pages = d->min_pages;
+	out->low_pages = d->low_pages;
+	out->high_pages = d->high_pages;
+	out->reserve_in_use = d->free_pages < d->min_pages ? d->min_pages - d->free_pages : 0;
+	out->released_pages = d->released_pages;
+	memcpy(out->failures, d->failures, sizeof out->failures);
+	out->waits = d->waits;
+	out->waiting = d->waiting;
+	out->wait_ns_total = d->wait_ns_total;
+	out->wait_ns_max = d->wait_ns_max;
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void print_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void print_json(FILE *f, const nf_stats *s)
+{
+	fputs("{\"name\":", f);
+	print_json_string(f, s->name);
+	fprintf(f, ",\"budget_bytes\":%zu,\"budget_pages\":%zu,\"meta_pages\":%zu,\"free_pages\":%zu,"
+		   "\"cached_pages\":%zu,\"used_pages\":%zu,\"free_by_order\":[",
+		s->budget_bytes, s->budget_pages, s->meta_pages, s->free_pages, s->cached_pages, s->used_pages);
+	for (int order = 0; order <= NF_MAX_ORDER; order++)
+		fprintf(f, "%s%zu", order ? "," : "", s->free_by_order[order]);
+	fprintf(f, "],\"watermarks\":{\"min\":%zu,\"low\":%zu,\"high\":%zu},\"reserve_in_use\":%zu,"
+		   "\"released_pages\":%zu,\"allocations\":%llu,\"frees\":%llu,\"failures\":{",
+		s->min_pages, s->low_pages, s->high_pages, s->reserve_in_use, s->released_pages,
+		(unsigned long long)s->allocations, (unsigned long long)s->frees);
+	for (int r = 0; r < NF_FAIL_REASONS; r++)
+		fprintf(f, "%s\"%s\":%llu", r ? "," : "", fail_reason_names[r], (unsigned long long)s->failures[r]);
+	fprintf(f, "},\"waits\":{\"count\":%llu,\"waiting\":%llu,\"total_ns\":%llu,\"longest_ns\":%llu}}\n",
+		(unsigned long long)s->waits, (unsigned long long)s->waiting, (unsigned long long)s->wait_ns_total,
+		(unsigned long long)s->wait_ns_max);
+}
+
+static void print_text(FILE *f, const nf_stats *s)
+{
+	fprintf(f, "domain %s: budget %zu bytes (%zu pages, %zu of them metadata)\n", s->name, s->budget_bytes,
+		s->budget_pages, s->meta_pages);
+	fprintf(f, "  pages: %zu free (%zu cached by threads, %zu released to the kernel), %zu used\n",
+		s->free_pages, s->cached_pages, s->released_pages, s->used_pages);
+	fprintf(f, "  free blocks by order:");
+	for (int order = 0; order <= NF_MAX_ORDER; order++)
+		fprintf(f, " %zu", s->free_by_order[order]);
+	fprintf(f, "\n  watermarks: min %zu, low %zu, high %zu; emergency reserve in use: %zu pages\n",
+		s->min_pages, s->low_pages, s->high_pages, s->reserve_in_use);
+	fprintf(f, "  allocations %llu, frees %llu, failures:", (unsigned long long)s->allocations,
+		(unsigned long long)s->frees);
+	for (int r = 0; r < NF_FAIL_REASONS; r++)
+		fprintf(f, " %s %llu", fail_reason_names[r], (unsigned long long)s->failures[r]);
+	fprintf(f, "\n  waits: %llu (%llu now), %.3f ms in all, longest %.3f ms\n", (unsigned long long)s->waits,
+		(unsigned long long)s->waiting, (double)s->wait_ns_total / 1e6, (double)s->wait_ns_max / 1e6);
+}
+
+void nf_stats_print(nf_domain *d, FILE *f, unsigned fmt)
+{
+	if (!f || fmt > NF_STATS_JSON) {
+		nf_log("nf_stats_print: %s", !f ? "f is NULL" : "fmt must be NF_STATS_TEXT or NF_STATS_JSON");
+		errno = EINVAL;
+		return;
+	}
+	if (!domain_valid(d, "nf_stats_print")) {
+		errno = EINVAL;
+		return;
+	}
+	nf_stats s;
+	nf_stats_get(d, &s);
+	if (fmt == NF_STATS_JSON)
+		print_json(f, &s);
+	else
+		print_text(f, &s);
+}

@@ -1,0 +1,30 @@
+/*
+ * thread.h - the per-thread context: scope flags and page lists.
+ * Lives in static TLS (no allocation); the exit hook is registered the
+ * first time a thread needs cleanup.
+ */
+#ifndef NOFAIL_THREAD_H
+#define NOFAIL_THREAD_H
+
+#include <stdbool.h>
+
+#include "nofail.h"
+#include "thread_pages.h"
+
+struct nf_thread {
+	nf_scope_t scope;
+	bool exit_hook;                      /* the destructor is registered */
+	bool exiting;                        /* the destructor has run */
+	struct thread_pages pages[NF_PCP_SLOTS];
+};
+
+/* initial-exec: a TLS access is one %fs-relative load, even in the shared library. */
+NF_HIDDEN extern __thread struct nf_thread nf_self __attribute__((tls_model("initial-exec")));
+
+/* Makes sure the calling thread's context is cleaned up when it exits. */
+NF_HIDDEN void thread_register_exit_hook(void);
+/* The global lock that orders domain creation/destruction against thread exit. */
+NF_HIDDEN void domains_lock(void);
+NF_HIDDEN void domains_unlock(void);
+
+#endif
