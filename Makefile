@@ -77,7 +77,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libnofail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Ibench $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libnofail.a $(LDLIBS_ALL)
 
-tests-build: $(TEST_BIN) $(BUILD)/nofail
+tests-build: $(TEST_BIN)
 
 test:
 	@$(MAKE) --no-print-directory VARIANT=debug tests-build
