@@ -107,6 +107,57 @@ void *nf_pages_alloc(nf_domain *d, unsigned order, unsigned flags);
 void  nf_pages_free(nf_domain *d, void *p, unsigned order);
 
 /* ------------------------------------------------------------------ */
+/* Object caches                                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A cache hands out objects of one size from slabs of its domain's pages.
+ * Allocation and free by the same thread take no lock and no atomic
+ * read-modify-write; a free from another thread goes on a lock-free list
+ * the owner collects later. Objects that had to come from the emergency
+ * reserve (slabs made of pages below the min watermark) are given only to
+ * callers allowed to use it (NF_MEMALLOC, NF_HIGH, the memalloc scope).
+ */
+typedef struct nf_cache nf_cache;
+
+/* align: 0 or a power of two up to NF_PAGE_SIZE; cflags: 0. NULL + EINVAL on bad arguments. */
+nf_cache *nf_cache_create(nf_domain *d, const char *name, size_t size, size_t align, unsigned cflags);
+/* Flags as for nf_pages_alloc: 0 never returns NULL. */
+void     *nf_cache_alloc(nf_cache *c, unsigned flags);
+/* obj must come from c; NULL is ignored. Misuse is caught in debug and hardened builds. */
+void      nf_cache_free(nf_cache *c, void *obj);
+/* Reports (and leaves allocated) objects still out. */
+void      nf_cache_destroy(nf_cache *c);
+/* The most pages that nobjs allocations from c can take: what to reserve for them. */
+size_t    nf_cache_pages_for(const nf_cache *c, size_t nobjs);
+/* The bytes each object really has (its size rounded up to the alignment). */
+size_t    nf_cache_object_size(const nf_cache *c);
+
+/* ------------------------------------------------------------------ */
+/* malloc                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The malloc family on the default domain (nf_alloc: any domain, any
+ * flags). Requests up to 32 KiB come from size classes that waste at most
+ * 12.5% from 64 bytes up; larger ones take whole pages (up to 4 MiB).
+ * Without flags they wait for memory and never return NULL; a request the
+ * domain could never satisfy aborts with a message. nf_free finds the
+ * domain by itself; a pointer nofail never returned aborts.
+ */
+void  *nf_malloc(size_t n);
+void  *nf_calloc(size_t count, size_t n);   /* NULL + ENOMEM if count * n overflows */
+void  *nf_realloc(void *p, size_t n);       /* in place when the size class allows; n = 0 frees */
+void   nf_free(void *p);
+void  *nf_aligned_alloc(size_t align, size_t n);  /* align: a power of two */
+size_t nf_usable_size(const void *p);
+void  *nf_alloc(nf_domain *d, size_t n, unsigned flags);
+/* Pages that n allocations of `size` bytes from nf_alloc can take at most. */
+size_t nf_malloc_pages_for(size_t size, size_t n);
+/* Whether p (from a cache or nf_malloc) came from an emergency-reserve slab: for tests. */
+bool   nf_debug_from_reserve(const void *p);
+
+/* ------------------------------------------------------------------ */
 /* Scopes and reclaim classes                                          */
 /* ------------------------------------------------------------------ */
 

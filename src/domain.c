@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 
 #include "buddy.h"
+#include "slab.h"
 #include "domain.h"
 #include "thread.h"
 #include "thread_pages.h"
@@ -126,6 +127,7 @@ static void init_locks(nf_domain *d)
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->freed, &attr);
 	pthread_cond_init(&d->trim_wake, &attr);
+	pthread_mutex_init(&d->caches_lock, NULL);
 	pthread_condattr_destroy(&attr);
 }
 
@@ -177,6 +179,8 @@ nf_domain *nf_domain_create(const nf_domain_config *cfg)
 	domains_lock();
 	size_thread_lists(d);
 	d->magic = DOMAIN_MAGIC;
+	if (!domain_register(d))
+		nf_log("nf_domain_create: more than %d domains: nf_free cannot find the memory of '%s'", 256, d->name);
 	domains_unlock();
 	if (trim_start(d) != 0)
 		nf_log("nf_domain_create: cannot start the trimmer of '%s'; free pages stay resident", d->name);
@@ -194,11 +198,16 @@ void nf_domain_destroy(nf_domain *d)
 		return;
 	}
 	trim_stop(d);
+	if (d->caches)
+		nf_log("nf_domain_destroy: domain '%s' destroyed with caches still in it", d->name);
+	caches_forget_domain(d);
 	domains_lock();
+	domain_unregister(d);
 	pthread_mutex_lock(&d->lock);
 	uint64_t ignored_allocs = 0, ignored_frees = 0;
 	size_t cached = thread_pages_cached(d, &ignored_allocs, &ignored_frees);
-	size_t in_use = d->budget_pages - d->meta_pages - d->free_pages - d->isolated_pages - cached;
+	size_t in_use = d->budget_pages - d->meta_pages - d->free_pages - d->isolated_pages - cached -
+			d->cache_struct_pages;
 	if (in_use)
 		nf_log("nf_domain_destroy: domain '%s' destroyed with %zu pages still allocated", d->name, in_use);
 	thread_pages_forget_domain(d);
@@ -209,6 +218,7 @@ void nf_domain_destroy(nf_domain *d)
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->freed);
 	pthread_cond_destroy(&d->trim_wake);
+	pthread_mutex_destroy(&d->caches_lock);
 	munmap(d->base, d->budget_bytes);
 }
 

@@ -19,6 +19,8 @@
 #include "page.h"
 
 #define DOMAIN_MAGIC 0x6e6f6661696c646dULL /* "nofaildm" */
+/* Size classes of nf_malloc (size_class.h). */
+#define MALLOC_CLASSES 80
 
 struct thread_pages;
 
@@ -63,6 +65,13 @@ struct nf_domain {
 	pthread_t trimmer;
 	bool trimmer_running, trimmer_stop, trim_pending;
 	pthread_cond_t trim_wake;
+
+	/* the object layer (slab.c, malloc.c) */
+	pthread_mutex_t caches_lock;     /* the two lists below; malloc cache creation */
+	nf_cache *caches;                /* live caches of this domain */
+	nf_cache *cache_structs_free;    /* cache structs carved from this domain's pages */
+	size_t cache_struct_pages;       /* pages those structs took; they live as long as the domain */
+	nf_cache *_Atomic malloc_caches[MALLOC_CLASSES]; /* size classes, made on first use */
 };
 
 /* The index of the page at address p, which must be inside the region. */
@@ -84,8 +93,25 @@ static inline bool domain_contains(const nf_domain *d, const void *p)
 
 /* Checks a caller's domain pointer: false (with a message naming `call`) if it is not a live domain. */
 NF_HIDDEN bool domain_valid(const nf_domain *d, const char *call);
+/*
+ * nf_pages_alloc for the object layer: always the locked path, and
+ * *below_min tells whether the block came out of the emergency reserve.
+ * caller: the user's call site for the large-request warning, or NULL.
+ */
+#define PAGES_TRY 0x80000000u /* with NF_MAYFAIL: a try before waiting, not counted as a failure */
+NF_HIDDEN void *pages_alloc_tagged(nf_domain *d, unsigned order, unsigned flags, const void *caller,
+				   bool *below_min);
 /* The default domain if it has been created, else NULL; never creates it. */
 NF_HIDDEN nf_domain *nf_domain_default_peek(void);
+/*
+ * Bumped whenever an allocation has to wait for pages: layers above that
+ * keep memory aside for speed (heaps' slabs) give it up when they see it move.
+ */
+NF_HIDDEN extern _Atomic uint64_t nf_memory_pressure_seq;
+/* The live domain whose region holds p, or NULL (domain_registry.c). */
+NF_HIDDEN nf_domain *domain_of(const void *p);
+NF_HIDDEN bool domain_register(nf_domain *d);
+NF_HIDDEN void domain_unregister(nf_domain *d);
 /* Debug builds: walks the free lists and checks every counter; dies on a broken invariant. */
 NF_HIDDEN void domain_check(nf_domain *d);
 

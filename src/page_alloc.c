@@ -25,6 +25,7 @@
 #define LARGE_BLOCKING_ORDER 3
 
 static _Atomic bool large_request_warned;
+_Atomic uint64_t nf_memory_pressure_seq;
 
 /* Pages that must stay on the buddy lists after an allocation with these flags. */
 static size_t floor_for(const nf_domain *d, unsigned flags)
@@ -96,6 +97,7 @@ static void wait_for_free_pages(nf_domain *d, uint64_t *wait_start)
 		d->waits++;
 	}
 	d->drain_seq++;
+	atomic_fetch_add_explicit(&nf_memory_pressure_seq, 1, memory_order_relaxed);
 	d->waiting++;
 	struct timespec deadline = nf_deadline_after(WAIT_RECHECK_NS);
 	pthread_cond_timedwait(&d->freed, &d->lock, &deadline);
@@ -112,9 +114,17 @@ static void account_wait(nf_domain *d, uint64_t wait_start)
 		d->wait_ns_max = waited;
 }
 
+/*
+ * The slow path of nf_pages_alloc. *below_min, if asked for, tells whether
+ * the block took the domain below its min watermark: the object layer marks
+ * slabs made of such pages as emergency-reserve slabs. A NULL caller is
+ * nofail's own request: no warning about large blocking requests.
+ */
 static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned order, unsigned flags,
-							 const void *caller)
+							 const void *caller, bool *below_min)
 {
+	unsigned internal = flags & PAGES_TRY;
+	flags &= ~PAGES_TRY;
 	if (!domain_valid(d, "nf_pages_alloc")) {
 		errno = EINVAL;
 		return NULL;
@@ -138,7 +148,7 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 			       order, pages, d->name, d->budget_pages - d->meta_pages - floor, d->largest_order);
 		return fail(d, may_sleep ? NF_FAIL_MAYFAIL : NF_FAIL_NOWAIT, ENOMEM);
 	}
-	if (blocking && order > LARGE_BLOCKING_ORDER)
+	if (blocking && order > LARGE_BLOCKING_ORDER && caller)
 		warn_large_blocking(d, order, caller);
 
 	struct thread_pages *tp = order == 0 ? thread_pages_attach(d) : NULL;
@@ -161,7 +171,9 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 		}
 		if (!may_sleep || (flags & NF_MAYFAIL)) {
 			enum nf_fail_reason reason = may_sleep ? NF_FAIL_MAYFAIL : NF_FAIL_NOWAIT;
-			d->failures[reason]++;
+			/* A try by nofail itself, which will go on to wait, is not a failure anyone saw. */
+			if (!(below_min && (internal & PAGES_TRY)))
+				d->failures[reason]++;
 			account_wait(d, wait_start);
 			pthread_mutex_unlock(&d->lock);
 			errno = may_sleep ? ENOMEM : EAGAIN;
@@ -170,6 +182,8 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 		wait_for_free_pages(d, &wait_start);
 	}
 	d->allocations++;
+	if (below_min)
+		*below_min = d->free_pages < d->min_pages;
 	account_wait(d, wait_start);
 	NF_ASSERT(d->free_pages >= floor);
 	pthread_mutex_unlock(&d->lock);
@@ -198,7 +212,13 @@ void *nf_pages_alloc(nf_domain *d, unsigned order, unsigned flags)
 			return p;
 		}
 	}
-	return pages_alloc_slow(d, order, flags, __builtin_return_address(0));
+	return pages_alloc_slow(d, order, flags, __builtin_return_address(0), NULL);
+}
+
+void *pages_alloc_tagged(nf_domain *d, unsigned order, unsigned flags, const void *caller, bool *below_min)
+{
+	*below_min = false;
+	return pages_alloc_slow(d, order, flags, caller, below_min);
 }
 
 /* Dies with a clear message unless p is the head of an allocated block of this order; d->lock held. */

@@ -8,9 +8,11 @@
  */
 #include "thread.h"
 
+#include "heap.h"
+
 #include <pthread.h>
 
-__thread struct nf_thread nf_self __attribute__((tls_model("initial-exec")));
+__thread struct nf_thread nf_self __attribute__((tls_model("initial-exec"))) = { .heap = &heap_empty };
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
@@ -29,6 +31,9 @@ void domains_unlock(void)
 static void thread_exit(void *context)
 {
 	struct nf_thread *self = context;
+	/* Slabs first: releasing them frees pages onto the lists drained below. */
+	if (self->heap != &heap_empty)
+		heap_abandon(self->heap);
 	/*
 	 * Under the domains lock a slot's domain cannot be destroyed under us:
 	 * destruction clears the slot while holding the same lock.
@@ -41,6 +46,8 @@ static void thread_exit(void *context)
 	}
 	self->exiting = true;
 	domains_unlock();
+	/* If a later destructor allocates again, the hook must run again. */
+	self->exit_hook = false;
 }
 
 static void exit_key_create(void)

@@ -11,7 +11,10 @@
 #include "nofail.h"
 #include "thread_pages.h"
 
+struct heap;
+
 struct nf_thread {
+	struct heap *heap;                   /* owner of this thread's slabs; heap_empty until needed */
 	nf_scope_t scope;
 	bool exit_hook;                      /* the destructor is registered */
 	bool exiting;                        /* the destructor has run */

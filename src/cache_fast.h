@@ -1,0 +1,46 @@
+/* cache_fast.h - the inline fast paths of object allocation and free. */
+#ifndef NOFAIL_CACHE_FAST_H
+#define NOFAIL_CACHE_FAST_H
+
+#include "heap.h"
+#include "slab.h"
+#include "thread.h"
+
+/*
+ * The fast paths, shared by nf_cache_* and nf_malloc: the calling thread's
+ * current slab for the cache, no lock, no atomic read-modify-write, no call
+ * through a pointer. heap_empty stands in for threads without a heap.
+ */
+static inline void *cache_alloc_inline(nf_cache *c, unsigned flags)
+{
+	struct slab *s = nf_self.heap->current[c->index];
+	if (likely(s != NULL)) {
+		void **obj = s->free;
+		if (likely(obj != NULL)) {
+			s->free = *obj;
+			s->used++;
+			if (unlikely(flags & NF_ZERO))
+				__builtin_memset(obj, 0, c->object_size);
+			return obj;
+		}
+	}
+	return cache_alloc_slow(c, flags);
+}
+
+static inline void cache_free_inline(nf_cache *c, struct slab *s, void *obj)
+{
+#if !defined(NF_DEBUG) && !defined(NF_HARDENED)
+	if (likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap)) {
+		void *head = s->free;
+		*(void **)obj = head;
+		s->free = obj;
+		if (likely(--s->used != 0 && head != NULL))
+			return;
+		cache_free_local_slow(c, s, head == NULL);
+		return;
+	}
+#endif
+	cache_free_slow(c, s, obj);
+}
+
+#endif

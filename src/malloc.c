@@ -1,0 +1,220 @@
+/*
+ * malloc.c - the malloc family: size classes as caches of a domain
+ * (size_class.h), larger requests as whole pages.
+ *
+ * A large allocation is marked PAGE_MALLOC_LARGE on its head descriptor so
+ * that nf_free can tell it from pages that were never malloc'd.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "size_class.h"
+#include "cache_fast.h"
+
+#define PAGE_MALLOC_LARGE 0x2u
+
+static nf_domain *_Atomic malloc_domain;
+static pthread_mutex_t class_create_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static nf_domain *default_domain_fast(void)
+{
+	nf_domain *d = atomic_load_explicit(&malloc_domain, memory_order_acquire);
+	if (likely(d))
+		return d;
+	d = nf_domain_default();
+	atomic_store_explicit(&malloc_domain, d, memory_order_release);
+	return d;
+}
+
+static __attribute__((noinline)) nf_cache *class_cache_create(nf_domain *d, unsigned cls, unsigned flags)
+{
+	pthread_mutex_lock(&class_create_lock);
+	nf_cache *c = atomic_load_explicit(&d->malloc_caches[cls], memory_order_acquire);
+	if (!c) {
+		char name[32];
+		snprintf(name, sizeof name, "malloc-%zu", size_class_bytes(cls));
+		c = cache_create_internal(d, name, size_class_bytes(cls), sizeof(void *), flags);
+		if (c)
+			atomic_store_explicit(&d->malloc_caches[cls], c, memory_order_release);
+	}
+	pthread_mutex_unlock(&class_create_lock);
+	return c;
+}
+
+static unsigned order_for_bytes(size_t n)
+{
+	size_t pages = (n + NF_PAGE_SIZE - 1) >> NF_PAGE_SHIFT;
+	unsigned order = 0;
+	while (((size_t)1 << order) < pages)
+		order++;
+	return order;
+}
+
+static void *large_alloc(nf_domain *d, size_t n, unsigned order, unsigned flags, const void *caller)
+{
+	if (order > NF_MAX_ORDER) {
+		if (!(flags & (NF_MAYFAIL | NF_NOWAIT)))
+			nf_die("nf_alloc: %zu bytes is more than the largest block nofail hands out (%d bytes)", n,
+			       NF_PAGE_SIZE << NF_MAX_ORDER);
+		errno = ENOMEM;
+		return NULL;
+	}
+	bool below_min;
+	char *p = pages_alloc_tagged(d, order, flags, caller, &below_min);
+	if (p) {
+		struct nf_page *head = &d->pages[domain_page_index(d, p)];
+		head->owner = NULL;
+		head->flags |= PAGE_MALLOC_LARGE;
+	}
+	return p;
+}
+
+static __attribute__((noinline)) void *alloc_slow(nf_domain *d, size_t n, unsigned flags, const void *caller)
+{
+	if (!domain_valid(d, "nf_alloc")) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (n > MALLOC_SMALL_MAX)
+		return large_alloc(d, n, order_for_bytes(n), flags, caller);
+	nf_cache *c = class_cache_create(d, size_class_of(n), flags);
+	return c ? cache_alloc_inline(c, flags) : NULL;
+}
+
+static inline void *alloc_inline(nf_domain *d, size_t n, unsigned flags, const void *caller)
+{
+	if (likely(n <= MALLOC_SMALL_MAX)) {
+		nf_cache *c = atomic_load_explicit(&d->malloc_caches[size_class_of(n)], memory_order_acquire);
+		if (likely(c != NULL))
+			return cache_alloc_inline(c, flags);
+	}
+	return alloc_slow(d, n, flags, caller);
+}
+
+void *nf_alloc(nf_domain *d, size_t n, unsigned flags)
+{
+	if (unlikely(!d))
+		return alloc_slow(d, n, flags, __builtin_return_address(0));
+	return alloc_inline(d, n, flags, __builtin_return_address(0));
+}
+
+void *nf_malloc(size_t n)
+{
+	return alloc_inline(default_domain_fast(), n, 0, __builtin_return_address(0));
+}
+
+/* The domain that p came from: the default one first, for speed. */
+static inline nf_domain *owning_domain(const void *p)
+{
+	nf_domain *d = atomic_load_explicit(&malloc_domain, memory_order_acquire);
+	if (likely(d && (size_t)((const char *)p - (const char *)d) < d->budget_bytes))
+		return d;
+	return domain_of(p);
+}
+
+/* The head descriptor of a large allocation at p; dies if p is not one. */
+static struct nf_page *large_head(nf_domain *d, const void *p, const char *call)
+{
+	struct nf_page *head = &d->pages[domain_page_index(d, p)];
+	if (((uintptr_t)p & (NF_PAGE_SIZE - 1)) || page_state(head) != PAGE_USED || !(head->flags & PAGE_MALLOC_LARGE))
+		nf_die("%s: %p in domain '%s' is not an allocation of the malloc family (or is already free)", call, p,
+		       d->name);
+	return head;
+}
+
+static __attribute__((noinline)) void free_unusual(nf_domain *d, void *p)
+{
+	if (!d)
+		nf_die("nf_free: %p was not allocated by nofail", p);
+	struct nf_page *head = large_head(d, p, "nf_free");
+	head->flags &= (uint16_t)~PAGE_MALLOC_LARGE;
+	nf_pages_free(d, p, head->order);
+}
+
+void nf_free(void *p)
+{
+	if (unlikely(!p))
+		return;
+	nf_domain *d = owning_domain(p);
+	if (likely(d && domain_contains(d, p))) {
+		struct slab *s = d->pages[domain_page_index(d, p)].owner;
+		if (likely(s != NULL)) {
+			cache_free_inline(s->cache, s, p);
+			return;
+		}
+	}
+	free_unusual(d, p);
+}
+
+size_t nf_usable_size(const void *p)
+{
+	if (!p)
+		return 0;
+	nf_domain *d = owning_domain(p);
+	if (!d || !domain_contains(d, p))
+		nf_die("nf_usable_size: %p was not allocated by nofail", p);
+	struct slab *s = d->pages[domain_page_index(d, p)].owner;
+	if (s)
+		return s->cache->stride;
+	return ((size_t)NF_PAGE_SIZE << large_head(d, p, "nf_usable_size")->order);
+}
+
+void *nf_calloc(size_t count, size_t n)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(count, n, &bytes)) {
+		nf_log("nf_calloc: %zu * %zu bytes overflows", count, n);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return alloc_inline(default_domain_fast(), bytes, NF_ZERO, __builtin_return_address(0));
+}
+
+void *nf_realloc(void *p, size_t n)
+{
+	if (!p)
+		return alloc_inline(default_domain_fast(), n, 0, __builtin_return_address(0));
+	if (n == 0) {
+		nf_free(p);
+		return NULL;
+	}
+	size_t usable = nf_usable_size(p);
+	/* In place while the new size still belongs in this block: same class, or not under half of it. */
+	if (n <= usable && (usable <= MALLOC_SMALL_MAX ? size_class_of(n) == size_class_of(usable) : n > usable / 2))
+		return p;
+	nf_domain *d = owning_domain(p);
+	void *q = alloc_inline(d, n, 0, __builtin_return_address(0));
+	if (!q)
+		return NULL;
+	memcpy(q, p, n < usable ? n : usable);
+	nf_free(p);
+	return q;
+}
+
+void *nf_aligned_alloc(size_t align, size_t n)
+{
+	if (!align || (align & (align - 1))) {
+		nf_log("nf_aligned_alloc: align %zu is not a power of two", align);
+		errno = EINVAL;
+		return NULL;
+	}
+	nf_domain *d = default_domain_fast();
+	size_t want = n < align ? align : n;
+	if (align <= NF_PAGE_SIZE && want <= MALLOC_SMALL_MAX) {
+		/* Objects sit at multiples of their size from a page-aligned slab: find a class that is a multiple of align. */
+		for (unsigned cls = size_class_of(want); cls < MALLOC_CLASSES; cls++)
+			if (size_class_bytes(cls) % align == 0)
+				return alloc_inline(d, size_class_bytes(cls), 0, __builtin_return_address(0));
+	}
+	unsigned order = order_for_bytes(want > MALLOC_SMALL_MAX ? want : MALLOC_SMALL_MAX + 1);
+	while (((size_t)NF_PAGE_SIZE << order) < align)
+		order++;
+	return large_alloc(d, want, order, 0, __builtin_return_address(0));
+}
+
+size_t nf_malloc_pages_for(size_t size, size_t n)
+{
+	if (size == 0 || size > MALLOC_SMALL_MAX)
+		return n << order_for_bytes(size ? size : 1);
+	return slab_pages_for(size_class_bytes(size_class_of(size)), n);
+}

@@ -1,0 +1,740 @@
+/*
+ * slab.c - object caches (see slab.h for who may touch what).
+ *
+ * Allocation, fastest first: the heap's current slab (no lock, no atomic
+ * RMW); its remote frees; full slabs reported back; the heap's partial
+ * slabs; the cache's shared and empty slabs; slabs abandoned heaps got
+ * back; for callers allowed the emergency reserve, reserve slabs; and last
+ * a new slab from the page allocator, which may wait.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "heap.h"
+#include "cache_fast.h"
+#include "thread.h"
+
+#define MAX_SLAB_ORDER 6
+#define EMPTY_SLABS_KEPT 1
+#define HEADER_BYTES ((sizeof(struct slab) + 15) & ~(size_t)15)
+
+/* Callers whose pages may come from below the min watermark may have reserve-slab objects. */
+static bool reserve_allowed(unsigned flags)
+{
+	if (flags & NF_NOMEMALLOC)
+		return false;
+	return (flags & (NF_MEMALLOC | NF_HIGH)) || (nf_self.scope & NF_SCOPE_MEMALLOC);
+}
+
+static bool cache_valid(const nf_cache *c, const char *call)
+{
+	if (likely(c && c->magic == CACHE_MAGIC))
+		return true;
+	nf_log("%s: %s is not a live cache", call, c ? "the pointer" : "NULL");
+	return false;
+}
+
+/* Reserve slabs and caches without a heap slot are worked under the cache lock. */
+static bool slab_locked_mode(const nf_cache *c, const struct slab *s)
+{
+	return s->from_reserve || c->index == 0;
+}
+
+static void *pop_object(struct slab *s)
+{
+	void **obj = s->free;
+	s->free = *obj;
+	s->used++;
+	return obj;
+}
+
+/* ---- lists ---------------------------------------------------------- */
+
+static void list_push(struct slab **head, struct slab *s)
+{
+	s->prev = NULL;
+	s->next = *head;
+	if (*head)
+		(*head)->prev = s;
+	*head = s;
+}
+
+static void list_unlink(struct slab **head, struct slab *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		*head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+}
+
+/* ---- slab life ------------------------------------------------------ */
+
+uint32_t slab_collect(struct slab *s)
+{
+	if (!atomic_load_explicit(&s->remote, memory_order_relaxed))
+		return 0;
+	uintptr_t taken = atomic_exchange_explicit(&s->remote, 0, memory_order_acquire);
+	void **list = (void **)(taken & ~REMOTE_FULL_BIT);
+	if (!list)
+		return 0;
+	uint32_t n = 1;
+	void **tail = list;
+	while (*tail) {
+		tail = *tail;
+		n++;
+	}
+	*tail = s->free;
+	s->free = list;
+	NF_ASSERT(s->used >= n);
+	s->used -= n;
+	return n;
+}
+
+static void set_page_owners(nf_cache *c, char *start, struct slab *owner)
+{
+	size_t first = domain_page_index(c->domain, start);
+	for (size_t i = 0; i < ((size_t)1 << c->order); i++)
+		c->domain->pages[first + i].owner = owner;
+}
+
+static struct slab *slab_init(nf_cache *c, char *start, bool from_reserve)
+{
+	struct slab *s = (struct slab *)(start + c->header_offset);
+	memset(s, 0, sizeof *s);
+	s->start = start;
+	s->cache = c;
+	s->capacity = c->capacity;
+	s->from_reserve = from_reserve;
+	/* Objects linked in address order: allocation walks the slab forwards. */
+	for (uint32_t i = 0; i < c->capacity; i++)
+		*(void **)(start + i * c->stride) = i + 1 < c->capacity ? start + (i + 1) * c->stride : NULL;
+	s->free = start;
+	set_page_owners(c, start, s);
+	pthread_mutex_lock(&c->lock);
+	s->all_prev = NULL;
+	s->all_next = c->all;
+	if (c->all)
+		c->all->all_prev = s;
+	c->all = s;
+	c->slabs++;
+	pthread_mutex_unlock(&c->lock);
+	return s;
+}
+
+/* Returns the pages of a slab nobody holds; c->lock held. */
+static void slab_free_pages_locked(nf_cache *c, struct slab *s)
+{
+	if (s->all_prev)
+		s->all_prev->all_next = s->all_next;
+	else
+		c->all = s->all_next;
+	if (s->all_next)
+		s->all_next->all_prev = s->all_prev;
+	c->slabs--;
+	set_page_owners(c, s->start, NULL);
+	nf_pages_free(c->domain, s->start, c->order);
+}
+
+/* Every object of s is free and nobody owns it: keep it for reuse or give its pages back. */
+void slab_release(nf_cache *c, struct slab *s)
+{
+	NF_ASSERT(s->used == 0 && !s->armed && !s->awaiting_report);
+	pthread_mutex_lock(&c->lock);
+	atomic_store_explicit(&s->heap, NULL, memory_order_relaxed);
+	if (!s->from_reserve && c->empty_count < EMPTY_SLABS_KEPT) {
+		s->state = SLAB_EMPTY;
+		list_push(&c->empty, s);
+		c->empty_count++;
+	} else {
+		slab_free_pages_locked(c, s);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* A slab with free objects loses its owner and joins the cache's shared list. */
+void slab_share(nf_cache *c, struct slab *s)
+{
+	/* Under the lock: a freer that sees no owner re-checks the state under it. */
+	pthread_mutex_lock(&c->lock);
+	atomic_store_explicit(&s->heap, NULL, memory_order_relaxed);
+	s->state = SLAB_SHARED;
+	list_push(&c->shared, s);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * Parks the owner's exhausted current slab as full. Returns true if remote
+ * frees arrived meanwhile and the slab has objects again.
+ */
+bool slab_park(struct slab *s)
+{
+	s->state = SLAB_FULL;
+	if (s->awaiting_report)
+		return false; /* it comes back through the recovered stack */
+	uintptr_t expected = 0;
+	if (atomic_compare_exchange_strong_explicit(&s->remote, &expected, REMOTE_FULL_BIT, memory_order_acq_rel,
+						    memory_order_relaxed)) {
+		s->armed = true;
+		return false;
+	}
+	s->state = SLAB_CURRENT;
+	slab_collect(s);
+	return true;
+}
+
+static void heap_push_partial(struct heap *h, nf_cache *c, struct slab *s)
+{
+	s->state = SLAB_PARTIAL;
+	list_push(&h->state[c->index].partial, s);
+}
+
+/* A remote freer reported full slab s back to its heap h (owner, or pool lock for abandoned heaps). */
+void slab_take_report(struct heap *h, nf_cache *c, struct slab *s)
+{
+	s->armed = false;
+	s->awaiting_report = false;
+	if (s->state != SLAB_FULL)
+		return; /* a local free brought it back already */
+	for (;;) {
+		slab_collect(s);
+		if (s->free) {
+			if (s->used == 0) {
+				slab_release(c, s);
+				return;
+			}
+			heap_push_partial(h, c, s);
+			return;
+		}
+		uintptr_t expected = 0;
+		if (atomic_compare_exchange_strong_explicit(&s->remote, &expected, REMOTE_FULL_BIT,
+							    memory_order_acq_rel, memory_order_relaxed)) {
+			s->armed = true;
+			return;
+		}
+	}
+}
+
+/* ---- allocation ----------------------------------------------------- */
+
+static void *install_current(struct heap *h, nf_cache *c, struct slab *s)
+{
+	s->state = SLAB_CURRENT;
+	h->current[c->index] = s;
+	slab_collect(s);
+	NF_ASSERT(s->free);
+	return pop_object(s);
+}
+
+/* Everything the heap and the cache already hold; no new pages. */
+static void *alloc_from_heap(nf_cache *c, struct heap *h)
+{
+	unsigned slot = c->index;
+	struct slab *s = h->current[slot];
+	if (s) {
+		if (!s->free && !slab_collect(s) && !slab_park(s)) {
+			h->current[slot] = NULL; /* parked as full */
+			s = NULL;
+		}
+		if (s)
+			return pop_object(s);
+	}
+	if (atomic_load_explicit(&h->state[slot].recovered, memory_order_relaxed)) {
+		s = atomic_exchange_explicit(&h->state[slot].recovered, NULL, memory_order_acquire);
+		while (s) {
+			struct slab *next = s->next_recovered;
+			slab_take_report(h, c, s);
+			s = next;
+		}
+	}
+	s = h->state[slot].partial;
+	if (s) {
+		list_unlink(&h->state[slot].partial, s);
+		return install_current(h, c, s);
+	}
+	for (int round = 0; round < 2; round++) {
+		pthread_mutex_lock(&c->lock);
+		s = c->shared;
+		if (s) {
+			list_unlink(&c->shared, s);
+		} else if ((s = c->empty) != NULL) {
+			list_unlink(&c->empty, s);
+			c->empty_count--;
+		}
+		/* Owned from here on: lockless freers of shared slabs re-check this under the lock. */
+		if (s)
+			atomic_store_explicit(&s->heap, h, memory_order_relaxed);
+		pthread_mutex_unlock(&c->lock);
+		if (s)
+			return install_current(h, c, s);
+		if (!heap_reclaim_abandoned(c))
+			break;
+	}
+	return NULL;
+}
+
+/* Locked mode: a slab list kept with slabs that have free objects first; c->lock held. */
+static void *alloc_locked_list(struct slab **list)
+{
+	struct slab *s = *list;
+	if (!s)
+		return NULL;
+	slab_collect(s);
+	if (!s->free)
+		return NULL;
+	void *obj = pop_object(s);
+	if (!s->free && s->next) {
+		/* Full slabs go to the back, so the front always shows whether any has room. */
+		list_unlink(list, s);
+		struct slab *tail = *list;
+		while (tail->next)
+			tail = tail->next;
+		tail->next = s;
+		s->prev = tail;
+	}
+	return obj;
+}
+
+static void *alloc_locked(nf_cache *c, struct slab **list)
+{
+	pthread_mutex_lock(&c->lock);
+	void *obj = alloc_locked_list(list);
+	pthread_mutex_unlock(&c->lock);
+	return obj;
+}
+
+static void *alloc_new_slab(nf_cache *c, struct heap *h, unsigned flags)
+{
+	bool below_min;
+	char *start = NULL;
+	if (h && !(flags & (NF_NOWAIT | NF_MAYFAIL))) {
+		/* Before waiting for pages, give up what this heap keeps aside and look again. */
+		start = pages_alloc_tagged(c->domain, c->order, flags | NF_MAYFAIL | PAGES_TRY, NULL, &below_min);
+		if (!start) {
+			heap_give_up_slabs(h);
+			void *obj = alloc_from_heap(c, h);
+			if (obj)
+				return obj;
+		}
+	}
+	if (!start)
+		start = pages_alloc_tagged(c->domain, c->order, flags, NULL, &below_min);
+	if (!start)
+		return NULL;
+	struct slab *s = slab_init(c, start, below_min);
+	if (!below_min && c->index && h) {
+		atomic_store_explicit(&s->heap, h, memory_order_relaxed);
+		return install_current(h, c, s);
+	}
+	struct slab **list = below_min ? &c->reserve : &c->shared;
+	pthread_mutex_lock(&c->lock);
+	s->state = below_min ? SLAB_RESERVE : SLAB_SHARED;
+	list_push(list, s);
+	void *obj = pop_object(s);
+	pthread_mutex_unlock(&c->lock);
+	return obj;
+}
+
+void *cache_alloc_slow(nf_cache *c, unsigned flags)
+{
+	if (!cache_valid(c, "nf_cache_alloc")) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (flags & ~NF_FLAGS_ALL) {
+		nf_log("nf_cache_alloc: unknown flags 0x%x", flags & ~NF_FLAGS_ALL);
+		errno = EINVAL;
+		return NULL;
+	}
+	void *obj = NULL;
+	struct heap *h = NULL;
+	if (c->index) {
+		h = nf_self.heap;
+		if (h == &heap_empty)
+			h = heap_acquire();
+		if (h && h->seen_pressure != atomic_load_explicit(&nf_memory_pressure_seq, memory_order_relaxed))
+			heap_give_up_slabs(h);
+		if (h)
+			obj = alloc_from_heap(c, h);
+	} else {
+		obj = alloc_locked(c, &c->shared);
+	}
+	if (!obj && reserve_allowed(flags))
+		obj = alloc_locked(c, &c->reserve);
+	if (!obj)
+		obj = alloc_new_slab(c, h, flags);
+	if (obj && (flags & NF_ZERO))
+		memset(obj, 0, c->object_size);
+	return obj;
+}
+
+void *nf_cache_alloc(nf_cache *c, unsigned flags)
+{
+	if (unlikely(!c))
+		return cache_alloc_slow(c, flags);
+	return cache_alloc_inline(c, flags);
+}
+
+/* ---- free ----------------------------------------------------------- */
+
+/* Debug builds: the object must be the start of an object of c that is not already free. */
+static void check_object(nf_cache *c, struct slab *s, void *obj, const char *call)
+{
+	if (!domain_contains(c->domain, obj) || c->domain->pages[domain_page_index(c->domain, obj)].owner != s)
+		nf_die("%s: %p is not an object of cache '%s'", call, obj, c->name);
+	if (s->cache != c)
+		nf_die("%s: %p belongs to cache '%s', not '%s'", call, obj, s->cache ? s->cache->name : "?", c->name);
+	size_t offset = (size_t)((char *)obj - s->start);
+	if (offset % c->stride || offset / c->stride >= c->capacity)
+		nf_die("%s: %p is inside an object of cache '%s', not at its start", call, obj, c->name);
+#ifdef NF_DEBUG
+	/* The owner's list only: others' lists may change under us. */
+	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap || slab_locked_mode(c, s))
+		for (void **f = s->free; f; f = *f)
+			if (f == obj)
+				nf_die("%s: double free of %p in cache '%s'", call, obj, c->name);
+#endif
+}
+
+static void free_locked_mode(nf_cache *c, struct slab *s, void *obj)
+{
+	struct slab **list = s->from_reserve ? &c->reserve : &c->shared;
+	pthread_mutex_lock(&c->lock);
+	bool was_full = s->free == NULL;
+	*(void **)obj = s->free;
+	s->free = obj;
+	s->used--;
+	if (s->used == 0 && (s->from_reserve || c->empty_count >= EMPTY_SLABS_KEPT)) {
+		/* Reserve slabs go back as soon as they are empty: the reserve is for emergencies. */
+		list_unlink(list, s);
+		slab_free_pages_locked(c, s);
+	} else if (was_full) {
+		list_unlink(list, s);
+		list_push(list, s);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The owner freed into a slab that was full or is now empty. */
+void cache_free_local_slow(nf_cache *c, struct slab *s, bool was_full)
+{
+	struct heap *h = nf_self.heap;
+	if (was_full && s->state == SLAB_FULL) {
+		heap_push_partial(h, c, s);
+		if (s->armed) {
+			uintptr_t expected = REMOTE_FULL_BIT;
+			s->armed = false;
+			if (!atomic_compare_exchange_strong_explicit(&s->remote, &expected, 0, memory_order_acq_rel,
+								     memory_order_relaxed))
+				s->awaiting_report = true; /* a remote freer took the bit first */
+		}
+	}
+	if (s->used == 0 && s->state == SLAB_PARTIAL && !s->awaiting_report) {
+		list_unlink(&h->state[c->index].partial, s);
+		slab_release(c, s);
+	}
+}
+
+/*
+ * A free into a shared slab is done under the cache lock, so that a slab
+ * nobody allocates from still goes back when its last object does.
+ * Returns false if the slab was adopted meanwhile.
+ */
+static bool free_into_shared(nf_cache *c, struct slab *s, void *obj)
+{
+	pthread_mutex_lock(&c->lock);
+	if (atomic_load_explicit(&s->heap, memory_order_relaxed) || s->state != SLAB_SHARED) {
+		pthread_mutex_unlock(&c->lock);
+		return false;
+	}
+	*(void **)obj = s->free;
+	s->free = obj;
+	s->used--;
+	slab_collect(s);
+	if (s->used == 0) {
+		list_unlink(&c->shared, s);
+		if (c->empty_count < EMPTY_SLABS_KEPT) {
+			s->state = SLAB_EMPTY;
+			list_push(&c->empty, s);
+			c->empty_count++;
+		} else {
+			slab_free_pages_locked(c, s);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return true;
+}
+
+static void free_remote(nf_cache *c, struct slab *s, void *obj)
+{
+	if (!atomic_load_explicit(&s->heap, memory_order_relaxed) && free_into_shared(c, s, obj))
+		return;
+	uintptr_t old = atomic_load_explicit(&s->remote, memory_order_relaxed);
+	/* acq_rel: whoever takes the full bit must see everything the owner did before arming it. */
+	do {
+		*(uintptr_t *)obj = old & ~REMOTE_FULL_BIT;
+	} while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, (uintptr_t)obj, memory_order_acq_rel,
+							memory_order_relaxed));
+	if (!(old & REMOTE_FULL_BIT))
+		return;
+	/* We took the full bit: report the slab to its owner heap, which outlives any thread. */
+	struct heap *h = atomic_load_explicit(&s->heap, memory_order_relaxed);
+	NF_ASSERT(h != NULL);
+	struct slab *_Atomic *stack = &h->state[c->index].recovered;
+	struct slab *head = atomic_load_explicit(stack, memory_order_relaxed);
+	do {
+		s->next_recovered = head;
+	} while (!atomic_compare_exchange_weak_explicit(stack, &head, s, memory_order_release, memory_order_relaxed));
+	/* If that heap has no thread, nobody would look: take what it holds now. */
+	heap_reclaim_abandoned(c);
+}
+
+void cache_free_slow(nf_cache *c, struct slab *s, void *obj)
+{
+	if (!cache_valid(c, "nf_cache_free"))
+		nf_die("nf_cache_free: %p freed to something that is not a cache", obj);
+	check_object(c, s, obj, "nf_cache_free");
+	if (slab_locked_mode(c, s)) {
+		free_locked_mode(c, s, obj);
+		return;
+	}
+	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap) {
+		void *head = s->free;
+		*(void **)obj = head;
+		s->free = obj;
+		s->used--;
+		cache_free_local_slow(c, s, head == NULL);
+		return;
+	}
+	free_remote(c, s, obj);
+}
+
+void nf_cache_free(nf_cache *c, void *obj)
+{
+	if (likely(c && obj)) {
+		cache_free_inline(c, slab_of(c, obj), obj);
+		return;
+	}
+	if (obj)
+		nf_die("nf_cache_free: %p freed to a NULL cache", obj);
+}
+
+/* ---- caches --------------------------------------------------------- */
+
+/* Cache structs are carved from pages of their own domain: the budget covers them too. */
+static nf_cache *cache_struct_alloc(nf_domain *d, unsigned flags)
+{
+	pthread_mutex_lock(&d->caches_lock);
+	nf_cache *c = d->cache_structs_free;
+	if (c)
+		d->cache_structs_free = c->next_in_domain;
+	pthread_mutex_unlock(&d->caches_lock);
+	if (c)
+		return c;
+	char *page = nf_pages_alloc(d, 0, flags & (NF_MAYFAIL | NF_NOWAIT | NF_HIGH | NF_MEMALLOC | NF_NOMEMALLOC));
+	if (!page)
+		return NULL;
+	size_t per_page = NF_PAGE_SIZE / sizeof(nf_cache);
+	pthread_mutex_lock(&d->caches_lock);
+	d->cache_struct_pages++;
+	for (size_t i = 1; i < per_page; i++) {
+		nf_cache *spare = (nf_cache *)(page + i * sizeof(nf_cache));
+		spare->next_in_domain = d->cache_structs_free;
+		d->cache_structs_free = spare;
+	}
+	pthread_mutex_unlock(&d->caches_lock);
+	return (nf_cache *)page;
+}
+
+static void cache_struct_free(nf_domain *d, nf_cache *c)
+{
+	pthread_mutex_lock(&d->caches_lock);
+	c->next_in_domain = d->cache_structs_free;
+	d->cache_structs_free = c;
+	pthread_mutex_unlock(&d->caches_lock);
+}
+
+static unsigned choose_order(size_t stride, uint32_t *capacity);
+
+size_t slab_pages_for(size_t stride, size_t n)
+{
+	uint32_t capacity;
+	unsigned order = choose_order(stride, &capacity);
+	return ((n + capacity - 1) / capacity) << order;
+}
+
+/* The smallest slab that wastes at most 1/8 of itself and holds 8 objects, else the least wasteful. */
+static unsigned choose_order(size_t stride, uint32_t *capacity)
+{
+	unsigned best = MAX_SLAB_ORDER;
+	double best_waste = 2;
+	for (unsigned order = 0; order <= MAX_SLAB_ORDER; order++) {
+		size_t bytes = (size_t)NF_PAGE_SIZE << order;
+		if (bytes < HEADER_BYTES + stride)
+			continue;
+		size_t count = (bytes - HEADER_BYTES) / stride;
+		double waste = (double)(bytes - count * stride) / (double)bytes;
+		if (count >= 8 && waste <= 0.125) {
+			best = order;
+			break;
+		}
+		if (waste < best_waste) {
+			best_waste = waste;
+			best = order;
+		}
+	}
+	*capacity = (uint32_t)((((size_t)NF_PAGE_SIZE << best) - HEADER_BYTES) / stride);
+	return best;
+}
+
+#define MAX_OBJECT_SIZE (((size_t)NF_PAGE_SIZE << MAX_SLAB_ORDER) - HEADER_BYTES)
+
+nf_cache *cache_create_internal(nf_domain *d, const char *name, size_t size, size_t align, unsigned flags)
+{
+	if (align < sizeof(void *))
+		align = sizeof(void *);
+	size_t stride = (size + align - 1) & ~(align - 1);
+	nf_cache *c = cache_struct_alloc(d, flags);
+	if (!c)
+		return NULL;
+	memset(c, 0, sizeof *c);
+	snprintf(c->name, sizeof c->name, "%s", name);
+	c->domain = d;
+	c->object_size = size;
+	c->stride = stride;
+	c->align = align;
+	c->order = choose_order(stride, &c->capacity);
+	c->slab_mask = ~(((uintptr_t)NF_PAGE_SIZE << c->order) - 1);
+	c->header_offset = ((size_t)NF_PAGE_SIZE << c->order) - HEADER_BYTES;
+	pthread_mutex_init(&c->lock, NULL);
+	c->index = heap_slot_get(c);
+	pthread_mutex_lock(&d->caches_lock);
+	c->prev_in_domain = NULL;
+	c->next_in_domain = d->caches;
+	if (d->caches)
+		d->caches->prev_in_domain = c;
+	d->caches = c;
+	c->magic = CACHE_MAGIC;
+	pthread_mutex_unlock(&d->caches_lock);
+	return c;
+}
+
+nf_cache *nf_cache_create(nf_domain *d, const char *name, size_t size, size_t align, unsigned cflags)
+{
+	const char *problem = NULL;
+	if (!domain_valid(d, "nf_cache_create"))
+		problem = "d is not a domain";
+	else if (!name || !*name)
+		problem = "name is NULL or empty";
+	else if (size == 0 || size > MAX_OBJECT_SIZE)
+		problem = "size is 0 or above the largest object a slab holds";
+	else if (align & (align - 1) || align > NF_PAGE_SIZE)
+		problem = "align is not a power of two up to NF_PAGE_SIZE";
+	else if (cflags)
+		problem = "cflags has unknown bits";
+	if (problem) {
+		nf_log("nf_cache_create: %s (name \"%s\", size %zu, align %zu, cflags 0x%x)", problem,
+		       name ? name : "(null)", size, align, cflags);
+		errno = EINVAL;
+		return NULL;
+	}
+	return cache_create_internal(d, name, size, align, 0);
+}
+
+/* Objects of s still allocated: those neither on its free list nor on its remote list. */
+static size_t live_objects(struct slab *s)
+{
+	size_t remote = 0;
+	for (void **p = (void **)(atomic_load_explicit(&s->remote, memory_order_relaxed) & ~REMOTE_FULL_BIT); p;
+	     p = *p)
+		remote++;
+	return s->used - remote;
+}
+
+/* Takes c out of its domain's list and every heap; the caller deals with its slabs. */
+static void cache_unlink(nf_cache *c)
+{
+	nf_domain *d = c->domain;
+	heap_slot_put(c->index);
+	pthread_mutex_lock(&d->caches_lock);
+	if (c->prev_in_domain)
+		c->prev_in_domain->next_in_domain = c->next_in_domain;
+	else
+		d->caches = c->next_in_domain;
+	if (c->next_in_domain)
+		c->next_in_domain->prev_in_domain = c->prev_in_domain;
+	c->magic = 0;
+	pthread_mutex_unlock(&d->caches_lock);
+}
+
+void nf_cache_destroy(nf_cache *c)
+{
+	if (!c)
+		return;
+	if (!cache_valid(c, "nf_cache_destroy"))
+		return;
+	nf_domain *d = c->domain;
+	cache_unlink(c);
+	size_t live = 0, leaked_slabs = 0;
+	pthread_mutex_lock(&c->lock);
+	struct slab *s = c->all;
+	while (s) {
+		struct slab *next = s->all_next;
+		size_t in_use = live_objects(s);
+		if (in_use) {
+			/* Objects still out keep their slab: freeing it would hand their memory to others. */
+			live += in_use;
+			leaked_slabs++;
+			set_page_owners(c, s->start, NULL);
+		} else {
+			slab_free_pages_locked(c, s);
+		}
+		s = next;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (live)
+		nf_log("nf_cache_destroy: cache '%s' destroyed with %zu objects still allocated (%zu slabs left"
+		       " allocated)",
+		       c->name, live, leaked_slabs);
+	pthread_mutex_destroy(&c->lock);
+	cache_struct_free(d, c);
+}
+
+void caches_forget_domain(nf_domain *d)
+{
+	while (d->caches) {
+		nf_cache *c = d->caches;
+		cache_unlink(c);
+	}
+}
+
+size_t nf_cache_pages_for(const nf_cache *c, size_t nobjs)
+{
+	if (!cache_valid(c, "nf_cache_pages_for")) {
+		errno = EINVAL;
+		return 0;
+	}
+	/* Worst case: every slab's worth of objects takes a new slab. */
+	size_t slabs = (nobjs + c->capacity - 1) / c->capacity;
+	return slabs << c->order;
+}
+
+size_t nf_cache_object_size(const nf_cache *c)
+{
+	if (!cache_valid(c, "nf_cache_object_size")) {
+		errno = EINVAL;
+		return 0;
+	}
+	return c->stride;
+}
+
+bool nf_debug_from_reserve(const void *p)
+{
+	nf_domain *d = domain_of(p);
+	if (!d)
+		return false;
+	struct slab *s = d->pages[domain_page_index(d, p)].owner;
+	return s && s->from_reserve;
+}

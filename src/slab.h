@@ -1,0 +1,108 @@
+/*
+ * slab.h - object caches: slabs of one or more pages carved into objects.
+ *
+ * Ownership (mimalloc's free-list sharding, with heaps as owners):
+ * every ordinary slab is owned by one heap (heap.h) or by nobody (shared).
+ * Only the thread holding the owner heap touches a slab's `free` list,
+ * `used` count and state: that is the lock-free, RMW-free fast path.
+ * Everyone else frees onto `remote`, a lock-free stack the owner collects
+ * on its slow path. Slabs without an owner (shared, empty, reserve) are
+ * touched under the cache's lock.
+ *
+ * Emergency-reserve slabs (pages taken below the min watermark) are never
+ * owned by a heap, so they never reach the fast path; their objects are
+ * handed out under the cache lock to callers allowed to use the reserve.
+ */
+#ifndef NOFAIL_SLAB_H
+#define NOFAIL_SLAB_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "domain.h"
+
+/* Fast-path cache slots per heap; slot 0 means "no fast path" (locked path only). */
+#define NF_MAX_CACHES 1024
+#define CACHE_MAGIC 0x6e6663616368656dULL
+/* Set in `remote` while the owner has parked the slab as full: the first remote free reports it. */
+#define REMOTE_FULL_BIT ((uintptr_t)1)
+
+struct heap;
+
+enum slab_state {
+	SLAB_CURRENT,   /* the owner heap's allocation slab for its cache */
+	SLAB_PARTIAL,   /* owned, on the heap's partial list */
+	SLAB_FULL,      /* owned, no free objects; remote frees report it back */
+	SLAB_SHARED,    /* no owner, on the cache's shared list */
+	SLAB_EMPTY,     /* no owner, every object free, on the cache's empty list */
+	SLAB_RESERVE,   /* emergency-reserve slab, on the cache's reserve list */
+};
+
+struct slab {
+	void *free;                   /* owner's list of free objects */
+	uint32_t used;                /* objects not on `free` (remote frees count until collected) */
+	uint32_t capacity;
+	uint8_t state;
+	bool from_reserve;
+	bool armed;                   /* owner set REMOTE_FULL_BIT and nobody has taken it */
+	bool awaiting_report;         /* a remote freer took the bit: the slab is (or will be) on the recovered stack */
+	struct heap *_Atomic heap;    /* owner, NULL when not owned */
+	_Atomic uintptr_t remote;     /* objects freed by non-owners, and REMOTE_FULL_BIT */
+	struct slab *next, *prev;     /* in the list that `state` names */
+	struct slab *next_recovered;  /* on the owner heap's recovered stack */
+	struct slab *all_next, *all_prev; /* the cache's list of all its slabs */
+	nf_cache *cache;
+	char *start;                  /* the slab's first page: objects from here, the header at the end */
+};
+
+struct nf_cache {
+	uint64_t magic;
+	nf_domain *domain;
+	char name[32];
+	size_t object_size;           /* what the user asked for */
+	size_t stride;                /* object size rounded up to the alignment */
+	size_t align;
+	unsigned order;               /* slab size: 2^order pages */
+	uint32_t capacity;            /* objects per slab */
+	uintptr_t slab_mask;          /* object address & mask = slab start */
+	size_t header_offset;         /* struct slab sits at start + header_offset */
+	unsigned index;               /* heap slot, 0 = none */
+	unsigned cflags;
+
+	pthread_mutex_t lock;         /* protects the lists below */
+	struct slab *shared;
+	struct slab *empty;
+	unsigned empty_count;
+	struct slab *reserve;
+	struct slab *all;
+	size_t slabs;
+	nf_cache *next_in_domain, *prev_in_domain;
+};
+
+static inline struct slab *slab_of(const nf_cache *c, const void *obj)
+{
+	return (struct slab *)(((uintptr_t)obj & c->slab_mask) + c->header_offset);
+}
+
+NF_HIDDEN void *cache_alloc_slow(nf_cache *c, unsigned flags);
+NF_HIDDEN void cache_free_slow(nf_cache *c, struct slab *s, void *obj);
+NF_HIDDEN void cache_free_local_slow(nf_cache *c, struct slab *s, bool was_full);
+
+/* For heap.c: what a heap does with its slabs when its thread leaves, and when another takes them over. */
+NF_HIDDEN uint32_t slab_collect(struct slab *s);
+NF_HIDDEN void slab_share(nf_cache *c, struct slab *s);
+NF_HIDDEN void slab_release(nf_cache *c, struct slab *s);
+NF_HIDDEN bool slab_park(struct slab *s);
+NF_HIDDEN void slab_take_report(struct heap *h, nf_cache *c, struct slab *s);
+
+/* malloc.c's way in: create a size-class cache, and free an object whose slab is known. */
+NF_HIDDEN nf_cache *cache_create_internal(nf_domain *d, const char *name, size_t size, size_t align,
+					  unsigned flags);
+/* Pages that n objects of this stride can take at most (nf_malloc_pages_for). */
+NF_HIDDEN size_t slab_pages_for(size_t stride, size_t n);
+/* Domain destruction: forget every cache of d without touching its (vanishing) pages. */
+NF_HIDDEN void caches_forget_domain(nf_domain *d);
+
+#endif
