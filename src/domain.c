@@ -125,7 +125,6 @@ static void init_locks(nf_domain *d)
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_mutex_init(&d->lock, NULL);
-	pthread_cond_init(&d->freed, &attr);
 	pthread_cond_init(&d->trim_wake, &attr);
 	pthread_mutex_init(&d->caches_lock, NULL);
 	pthread_condattr_destroy(&attr);
@@ -216,7 +215,6 @@ void nf_domain_destroy(nf_domain *d)
 	pthread_mutex_unlock(&d->lock);
 	domains_unlock();
 	pthread_mutex_destroy(&d->lock);
-	pthread_cond_destroy(&d->freed);
 	pthread_cond_destroy(&d->trim_wake);
 	pthread_mutex_destroy(&d->caches_lock);
 	munmap(d->base, d->budget_bytes);
@@ -240,8 +238,6 @@ void nf_domain_drain(nf_domain *d)
 		return;
 	pthread_mutex_lock(&d->lock);
 	thread_pages_drain(d, tp, OWNER_READ(tp->count));
-	if (d->waiting)
-		pthread_cond_broadcast(&d->freed);
 	pthread_mutex_unlock(&d->lock);
 }
 

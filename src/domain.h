@@ -23,6 +23,7 @@
 #define MALLOC_CLASSES 80
 
 struct thread_pages;
+struct page_waiter;
 
 struct free_area {
 	uint32_t head;       /* page index of the first free block, NF_NO_PAGE if none */
@@ -47,11 +48,11 @@ struct nf_domain {
 	unsigned pcp_max_threads;
 
 	pthread_mutex_t lock;        /* protects everything below */
-	pthread_cond_t freed;        /* broadcast by frees while someone waits */
 	struct free_area free_area[NF_MAX_ORDER + 1];
 	size_t free_pages;           /* pages in free blocks on the lists */
 	size_t released_pages;       /* of free_pages, those given back to the kernel */
 	size_t isolated_pages;       /* free pages off the lists while being trimmed */
+	struct page_waiter *waiters_head, *waiters_tail; /* blocked allocations, in order (page_wait.c) */
 	struct thread_pages *pcp_list;   /* registered thread page lists */
 	unsigned pcp_threads;
 	uint64_t drain_seq;          /* bumped to ask thread lists to drain */

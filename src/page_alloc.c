@@ -14,13 +14,12 @@
 #include <sys/mman.h>
 
 #include "buddy.h"
+#include "page_wait.h"
 #include "clock.h"
 #include "domain.h"
 #include "thread.h"
 #include "trim.h"
 
-/* Bound on one sleep of a waiting allocation: a lost wake-up costs at most this. */
-#define WAIT_RECHECK_NS (100u * 1000u * 1000u)
 /* Blocking requests above this order without NF_MAYFAIL are warned about once. */
 #define LARGE_BLOCKING_ORDER 3
 
@@ -81,6 +80,15 @@ static uint32_t take_through_list(nf_domain *d, struct thread_pages *tp)
 	return index;
 }
 
+/* The calling thread's list for d if it has one already; never registers one. */
+static struct thread_pages *own_list(nf_domain *d)
+{
+	if (d->pcp_slot < 0)
+		return NULL;
+	struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
+	return tp->domain == d ? tp : NULL;
+}
+
 /* A thread list that was asked to drain (someone waits) does so on its next slow path. */
 static void honour_drain_request(nf_domain *d, struct thread_pages *tp)
 {
@@ -88,20 +96,6 @@ static void honour_drain_request(nf_domain *d, struct thread_pages *tp)
 		tp->seen_drain_seq = d->drain_seq;
 		thread_pages_drain(d, tp, OWNER_READ(tp->count));
 	}
-}
-
-static void wait_for_free_pages(nf_domain *d, uint64_t *wait_start)
-{
-	if (!*wait_start) {
-		*wait_start = nf_now_ns();
-		d->waits++;
-	}
-	d->drain_seq++;
-	atomic_fetch_add_explicit(&nf_memory_pressure_seq, 1, memory_order_relaxed);
-	d->waiting++;
-	struct timespec deadline = nf_deadline_after(WAIT_RECHECK_NS);
-	pthread_cond_timedwait(&d->freed, &d->lock, &deadline);
-	d->waiting--;
 }
 
 static void account_wait(nf_domain *d, uint64_t wait_start)
@@ -151,7 +145,12 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 	if (blocking && order > LARGE_BLOCKING_ORDER && caller)
 		warn_large_blocking(d, order, caller);
 
-	struct thread_pages *tp = order == 0 ? thread_pages_attach(d) : NULL;
+	/*
+	 * Order 0 takes pages through the thread's list. Any order gives the
+	 * list back before failing or waiting: free pages there are no reason
+	 * to fail, and nobody else can return them.
+	 */
+	struct thread_pages *tp = order == 0 ? thread_pages_attach(d) : own_list(d);
 	uint64_t wait_start = 0;
 	bool released = false;
 	uint32_t index;
@@ -159,8 +158,10 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 	pthread_mutex_lock(&d->lock);
 	honour_drain_request(d, tp);
 	for (;;) {
-		index = tp ? take_through_list(d, tp) : NF_NO_PAGE;
-		if (index == NF_NO_PAGE)
+		/* First come, first served: with others waiting, an ordinary caller queues behind them. */
+		bool queued = page_wait_must_queue(d, floor);
+		index = tp && order == 0 && !queued ? take_through_list(d, tp) : NF_NO_PAGE;
+		if (index == NF_NO_PAGE && !queued)
 			index = take_above_floor(d, order, floor, &released);
 		if (index != NF_NO_PAGE)
 			break;
@@ -179,7 +180,10 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 			errno = may_sleep ? ENOMEM : EAGAIN;
 			return NULL;
 		}
-		wait_for_free_pages(d, &wait_start);
+		wait_start = nf_now_ns();
+		d->waits++;
+		index = page_wait(d, order, floor, &released);
+		break;
 	}
 	d->allocations++;
 	if (below_min)
@@ -221,13 +225,31 @@ void *pages_alloc_tagged(nf_domain *d, unsigned order, unsigned flags, const voi
 	return pages_alloc_slow(d, order, flags, caller, below_min);
 }
 
+/*
+ * Whether the tail page `index` lies inside a free block: a block freed
+ * twice may have merged into its lower buddy since. The first aligned
+ * candidate below it that is not a tail is the head of its block. d->lock held.
+ */
+static bool inside_free_block(const nf_domain *d, size_t index)
+{
+	for (unsigned order = 1; order <= NF_MAX_ORDER; order++) {
+		const struct nf_page *head = &d->pages[index & ~(((size_t)1 << order) - 1)];
+		unsigned state = page_state(head);
+		if (state != PAGE_TAIL)
+			return (state == PAGE_FREE || state == PAGE_ISOLATED) && head->order >= order;
+	}
+	return false;
+}
+
 /* Dies with a clear message unless p is the head of an allocated block of this order; d->lock held. */
 static void check_free(nf_domain *d, void *p, unsigned order)
 {
-	struct nf_page *page = &d->pages[domain_page_index(d, p)];
+	size_t index = domain_page_index(d, p);
+	struct nf_page *page = &d->pages[index];
 	unsigned state = page_state(page);
 	const char *problem = NULL;
-	if (state == PAGE_FREE || state == PAGE_CACHED || state == PAGE_ISOLATED)
+	if (state == PAGE_FREE || state == PAGE_CACHED || state == PAGE_ISOLATED ||
+	    (state == PAGE_TAIL && inside_free_block(d, index)))
 		problem = "double free: the page is already free";
 	else if (state == PAGE_TAIL)
 		problem = "not the start of an allocated block";
@@ -275,8 +297,7 @@ static __attribute__((noinline)) void pages_free_slow(nf_domain *d, void *p, uns
 		buddy_give(d, index, order, false, nf_now_ns());
 		d->frees++;
 	}
-	if (d->waiting)
-		pthread_cond_broadcast(&d->freed);
+	page_wait_grant(d);
 	trim_note_free(d);
 	pthread_mutex_unlock(&d->lock);
 }

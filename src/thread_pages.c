@@ -5,6 +5,7 @@
 #include "thread_pages.h"
 
 #include "buddy.h"
+#include "page_wait.h"
 #include "clock.h"
 #include "thread.h"
 
@@ -89,6 +90,7 @@ void thread_pages_drain(nf_domain *d, struct thread_pages *tp, unsigned n)
 		buddy_give(d, index, 0, false, now);
 	}
 	atomic_store_explicit(&tp->count, count - n, memory_order_relaxed);
+	page_wait_grant(d);
 }
 
 static void unlink_list(nf_domain *d, struct thread_pages *tp)
@@ -111,8 +113,6 @@ void thread_pages_detach(nf_domain *d, struct thread_pages *tp)
 	pthread_mutex_lock(&d->lock);
 	thread_pages_drain(d, tp, OWNER_READ(tp->count));
 	unlink_list(d, tp);
-	if (d->waiting)
-		pthread_cond_broadcast(&d->freed);
 	pthread_mutex_unlock(&d->lock);
 }
 

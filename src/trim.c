@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include "buddy.h"
+#include "page_wait.h"
 #include "clock.h"
 #include "trim.h"
 
@@ -91,8 +92,7 @@ static size_t trim_run(nf_domain *d, unsigned min_order, uint64_t min_age_ns, bo
 			buddy_give(d, batch[i].index, batch[i].order, true, batch[i].free_since_ns);
 			released += pages;
 		}
-		if (d->waiting)
-			pthread_cond_broadcast(&d->freed);
+		page_wait_grant(d);
 		pthread_mutex_unlock(&d->lock);
 	}
 }

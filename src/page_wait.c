@@ -1,0 +1,78 @@
+/* page_wait.c - the domain's FIFO of blocked page allocations (see page_wait.h). */
+#include "page_wait.h"
+
+#include "buddy.h"
+#include "clock.h"
+
+/* Bound on one sleep of a waiting allocation. */
+#define WAIT_RECHECK_NS (100u * 1000u * 1000u)
+
+void page_wait_grant(nf_domain *d)
+{
+	struct page_waiter *w;
+	while ((w = d->waiters_head) != NULL) {
+		if (d->free_pages < w->floor + ((size_t)1 << w->order))
+			return;
+		bool released;
+		uint32_t index = buddy_take(d, w->order, &released);
+		if (index == NF_NO_PAGE)
+			return; /* enough pages, but not contiguous: wait for merges */
+		w->granted = index;
+		w->released = released;
+		d->waiters_head = w->next;
+		if (!d->waiters_head)
+			d->waiters_tail = NULL;
+		pthread_cond_signal(&w->wake);
+	}
+}
+
+bool page_wait_must_queue(const nf_domain *d, size_t floor)
+{
+	return d->waiters_head != NULL && floor >= d->min_pages;
+}
+
+static void enqueue(nf_domain *d, struct page_waiter *w)
+{
+	w->next = NULL;
+	if (w->floor < d->min_pages) {
+		/* Reclaimers first: what they allocate lets everyone else go on. */
+		w->next = d->waiters_head;
+		d->waiters_head = w;
+		if (!d->waiters_tail)
+			d->waiters_tail = w;
+	} else if (d->waiters_tail) {
+		d->waiters_tail->next = w;
+		d->waiters_tail = w;
+	} else {
+		d->waiters_head = d->waiters_tail = w;
+	}
+}
+
+uint32_t page_wait(nf_domain *d, unsigned order, size_t floor, bool *released)
+{
+	struct page_waiter w = { .order = order, .floor = floor, .granted = NF_NO_PAGE };
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.wake, &attr);
+	pthread_condattr_destroy(&attr);
+
+	enqueue(d, &w);
+	/* Ask the layers above to give back what they keep aside: thread page lists, slabs. */
+	d->drain_seq++;
+	atomic_fetch_add_explicit(&nf_memory_pressure_seq, 1, memory_order_relaxed);
+	d->waiting++;
+	/* Perhaps pages came back between our last look and joining the queue. */
+	page_wait_grant(d);
+	while (w.granted == NF_NO_PAGE) {
+		struct timespec deadline = nf_deadline_after(WAIT_RECHECK_NS);
+		pthread_cond_timedwait(&w.wake, &d->lock, &deadline);
+		/* The progress re-check: serve the queue ourselves in case a wake-up was missed. */
+		if (w.granted == NF_NO_PAGE)
+			page_wait_grant(d);
+	}
+	d->waiting--;
+	pthread_cond_destroy(&w.wake);
+	*released = w.released;
+	return w.granted;
+}
