@@ -23,6 +23,9 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility; everything declared here is its interface. */
+#pragma GCC visibility push(default)
+
 /* ------------------------------------------------------------------ */
 /* Domains: a budget of memory                                         */
 /* ------------------------------------------------------------------ */
@@ -227,6 +230,8 @@ typedef struct nf_stats {
 
 void nf_stats_get(nf_domain *d, nf_stats *out);
 void nf_stats_print(nf_domain *d, FILE *f, unsigned fmt);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
