@@ -15,9 +15,14 @@ static inline void *cache_alloc_inline(nf_cache *c, unsigned flags)
 {
 	struct slab *s = nf_self.heap->current[c->index];
 	if (likely(s != NULL)) {
-		void **obj = s->free;
+		void *obj = s->free;
 		if (likely(obj != NULL)) {
-			s->free = *obj;
+			void *next = link_get(s, obj);
+#ifdef NF_HARDENED
+			if (unlikely(!link_valid(c, s, next)))
+				slab_corrupted(c, obj);
+#endif
+			s->free = next;
 			s->used++;
 			if (unlikely(flags & NF_ZERO))
 				__builtin_memset(obj, 0, c->object_size);
@@ -29,16 +34,24 @@ static inline void *cache_alloc_inline(nf_cache *c, unsigned flags)
 
 static inline void cache_free_inline(nf_cache *c, struct slab *s, void *obj)
 {
-#if !defined(NF_DEBUG) && !defined(NF_HARDENED)
+#ifndef NF_DEBUG
 	if (likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap)) {
+#ifdef NF_HARDENED
+		/* The wrong cache, an interior pointer, or a word that looks like a free-list link: check slowly. */
+		if (unlikely(s->cache != c || !link_valid(c, s, obj) || link_valid(c, s, link_get(s, obj))))
+			goto slow;
+#endif
 		void *head = s->free;
-		*(void **)obj = head;
+		link_set(s, obj, head);
 		s->free = obj;
 		if (likely(--s->used != 0 && head != NULL))
 			return;
 		cache_free_local_slow(c, s, head == NULL);
 		return;
 	}
+#endif
+#ifdef NF_HARDENED
+slow:
 #endif
 	cache_free_slow(c, s, obj);
 }

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "heap.h"
 #include "cache_fast.h"
@@ -40,12 +41,42 @@ static bool slab_locked_mode(const nf_cache *c, const struct slab *s)
 	return s->from_reserve || c->index == 0;
 }
 
-static void *pop_object(struct slab *s)
+static void *pop_object(const nf_cache *c, struct slab *s)
 {
-	void **obj = s->free;
-	s->free = *obj;
+	void *obj = s->free;
+	void *next = link_get(s, obj);
+	if (!link_valid(c, s, next))
+		slab_corrupted(c, obj);
+	s->free = next;
 	s->used++;
 	return obj;
+}
+
+void slab_corrupted(const nf_cache *c, const void *where)
+{
+	nf_die("cache '%s': the free list at %p is corrupted (a write after free, or an overflow)", c->name, where);
+}
+
+void slab_check_double_free(const nf_cache *c, const struct slab *s, const void *obj)
+{
+	for (void *f = s->free; f; f = link_get(s, f))
+		if (f == obj)
+			nf_die("nf_free: double free of %p in cache '%s'", obj, c->name);
+}
+
+/* A secret per process, mixed with each slab's address: the free-list key of hardened builds. */
+static uintptr_t slab_key(const struct slab *s)
+{
+	static _Atomic uintptr_t secret;
+	uintptr_t value = atomic_load_explicit(&secret, memory_order_relaxed);
+	if (!value) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		value = ((uintptr_t)&secret * 0x9e3779b97f4a7c15u) ^ (uintptr_t)ts.tv_nsec ^ ((uintptr_t)ts.tv_sec << 32);
+		value |= 1;
+		atomic_store_explicit(&secret, value, memory_order_relaxed);
+	}
+	return value ^ ((uintptr_t)s * 0xbf58476d1ce4e5b9u);
 }
 
 /* ---- lists ---------------------------------------------------------- */
@@ -77,16 +108,14 @@ uint32_t slab_collect(struct slab *s)
 	if (!atomic_load_explicit(&s->remote, memory_order_relaxed))
 		return 0;
 	uintptr_t taken = atomic_exchange_explicit(&s->remote, 0, memory_order_acquire);
-	void **list = (void **)(taken & ~REMOTE_FULL_BIT);
+	void *list = (void *)(taken & ~REMOTE_FULL_BIT);
 	if (!list)
 		return 0;
 	uint32_t n = 1;
-	void **tail = list;
-	while (*tail) {
-		tail = *tail;
+	void *tail = list;
+	for (void *next; (next = link_get(s, tail)) != NULL; tail = next)
 		n++;
-	}
-	*tail = s->free;
+	link_set(s, tail, s->free);
 	s->free = list;
 	NF_ASSERT(s->used >= n);
 	s->used -= n;
@@ -108,9 +137,10 @@ static struct slab *slab_init(nf_cache *c, char *start, bool from_reserve)
 	s->cache = c;
 	s->capacity = c->capacity;
 	s->from_reserve = from_reserve;
+	s->key = slab_key(s);
 	/* Objects linked in address order: allocation walks the slab forwards. */
 	for (uint32_t i = 0; i < c->capacity; i++)
-		*(void **)(start + i * c->stride) = i + 1 < c->capacity ? start + (i + 1) * c->stride : NULL;
+		link_set(s, start + i * c->stride, i + 1 < c->capacity ? start + (i + 1) * c->stride : NULL);
 	s->free = start;
 	set_page_owners(c, start, s);
 	pthread_mutex_lock(&c->lock);
@@ -225,7 +255,7 @@ static void *install_current(struct heap *h, nf_cache *c, struct slab *s)
 	h->current[c->index] = s;
 	slab_collect(s);
 	NF_ASSERT(s->free);
-	return pop_object(s);
+	return pop_object(c, s);
 }
 
 /* Everything the heap and the cache already hold; no new pages. */
@@ -239,7 +269,7 @@ static void *alloc_from_heap(nf_cache *c, struct heap *h)
 			s = NULL;
 		}
 		if (s)
-			return pop_object(s);
+			return pop_object(c, s);
 	}
 	if (atomic_load_explicit(&h->state[slot].recovered, memory_order_relaxed)) {
 		s = atomic_exchange_explicit(&h->state[slot].recovered, NULL, memory_order_acquire);
@@ -276,7 +306,7 @@ static void *alloc_from_heap(nf_cache *c, struct heap *h)
 }
 
 /* Locked mode: a slab list kept with slabs that have free objects first; c->lock held. */
-static void *alloc_locked_list(struct slab **list)
+static void *alloc_locked_list(const nf_cache *c, struct slab **list)
 {
 	struct slab *s = *list;
 	if (!s)
@@ -284,7 +314,7 @@ static void *alloc_locked_list(struct slab **list)
 	slab_collect(s);
 	if (!s->free)
 		return NULL;
-	void *obj = pop_object(s);
+	void *obj = pop_object(c, s);
 	if (!s->free && s->next) {
 		/* Full slabs go to the back, so the front always shows whether any has room. */
 		list_unlink(list, s);
@@ -300,7 +330,7 @@ static void *alloc_locked_list(struct slab **list)
 static void *alloc_locked(nf_cache *c, struct slab **list)
 {
 	pthread_mutex_lock(&c->lock);
-	void *obj = alloc_locked_list(list);
+	void *obj = alloc_locked_list(c, list);
 	pthread_mutex_unlock(&c->lock);
 	return obj;
 }
@@ -332,7 +362,7 @@ static void *alloc_new_slab(nf_cache *c, struct heap *h, unsigned flags)
 	pthread_mutex_lock(&c->lock);
 	s->state = below_min ? SLAB_RESERVE : SLAB_SHARED;
 	list_push(list, s);
-	void *obj = pop_object(s);
+	void *obj = pop_object(c, s);
 	pthread_mutex_unlock(&c->lock);
 	return obj;
 }
@@ -389,12 +419,10 @@ static void check_object(nf_cache *c, struct slab *s, void *obj, const char *cal
 	size_t offset = (size_t)((char *)obj - s->start);
 	if (offset % c->stride || offset / c->stride >= c->capacity)
 		nf_die("%s: %p is inside an object of cache '%s', not at its start", call, obj, c->name);
-#ifdef NF_DEBUG
+#if defined(NF_DEBUG) || defined(NF_HARDENED)
 	/* The owner's list only: others' lists may change under us. */
-	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap || slab_locked_mode(c, s))
-		for (void **f = s->free; f; f = *f)
-			if (f == obj)
-				nf_die("%s: double free of %p in cache '%s'", call, obj, c->name);
+	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap && link_valid(c, s, link_get(s, obj)))
+		slab_check_double_free(c, s, obj);
 #endif
 }
 
@@ -402,8 +430,11 @@ static void free_locked_mode(nf_cache *c, struct slab *s, void *obj)
 {
 	struct slab **list = s->from_reserve ? &c->reserve : &c->shared;
 	pthread_mutex_lock(&c->lock);
+#if defined(NF_DEBUG) || defined(NF_HARDENED)
+	slab_check_double_free(c, s, obj);
+#endif
 	bool was_full = s->free == NULL;
-	*(void **)obj = s->free;
+	link_set(s, obj, s->free);
 	s->free = obj;
 	s->used--;
 	if (s->used == 0 && (s->from_reserve || c->empty_count >= EMPTY_SLABS_KEPT)) {
@@ -449,7 +480,7 @@ static bool free_into_shared(nf_cache *c, struct slab *s, void *obj)
 		pthread_mutex_unlock(&c->lock);
 		return false;
 	}
-	*(void **)obj = s->free;
+	link_set(s, obj, s->free);
 	s->free = obj;
 	s->used--;
 	slab_collect(s);
@@ -474,7 +505,7 @@ static void free_remote(nf_cache *c, struct slab *s, void *obj)
 	uintptr_t old = atomic_load_explicit(&s->remote, memory_order_relaxed);
 	/* acq_rel: whoever takes the full bit must see everything the owner did before arming it. */
 	do {
-		*(uintptr_t *)obj = old & ~REMOTE_FULL_BIT;
+		link_set(s, obj, (void *)(old & ~REMOTE_FULL_BIT));
 	} while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, (uintptr_t)obj, memory_order_acq_rel,
 							memory_order_relaxed));
 	if (!(old & REMOTE_FULL_BIT))
@@ -502,7 +533,7 @@ void cache_free_slow(nf_cache *c, struct slab *s, void *obj)
 	}
 	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap) {
 		void *head = s->free;
-		*(void **)obj = head;
+		link_set(s, obj, head);
 		s->free = obj;
 		s->used--;
 		cache_free_local_slow(c, s, head == NULL);
@@ -647,8 +678,8 @@ nf_cache *nf_cache_create(nf_domain *d, const char *name, size_t size, size_t al
 static size_t live_objects(struct slab *s)
 {
 	size_t remote = 0;
-	for (void **p = (void **)(atomic_load_explicit(&s->remote, memory_order_relaxed) & ~REMOTE_FULL_BIT); p;
-	     p = *p)
+	for (void *p = (void *)(atomic_load_explicit(&s->remote, memory_order_relaxed) & ~REMOTE_FULL_BIT); p;
+	     p = link_get(s, p))
 		remote++;
 	return s->used - remote;
 }

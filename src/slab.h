@@ -55,6 +55,7 @@ struct slab {
 	struct slab *all_next, *all_prev; /* the cache's list of all its slabs */
 	nf_cache *cache;
 	char *start;                  /* the slab's first page: objects from here, the header at the end */
+	uintptr_t key;                /* hardened builds: free-list links are stored XORed with this */
 };
 
 struct nf_cache {
@@ -85,6 +86,45 @@ static inline struct slab *slab_of(const nf_cache *c, const void *obj)
 {
 	return (struct slab *)(((uintptr_t)obj & c->slab_mask) + c->header_offset);
 }
+
+/*
+ * Free-list links live in the first word of each free object. Hardened
+ * builds store them XORed with a per-slab secret, so that a write through
+ * a dangling pointer or an overflow cannot aim the list at an address of
+ * its choosing, and a link that does not decode to an object of its slab
+ * is caught as corruption.
+ */
+static inline void *link_get(const struct slab *s, const void *obj)
+{
+#ifdef NF_HARDENED
+	return (void *)(*(const uintptr_t *)obj ^ s->key);
+#else
+	(void)s;
+	return *(void *const *)obj;
+#endif
+}
+
+static inline void link_set(const struct slab *s, void *obj, const void *next)
+{
+#ifdef NF_HARDENED
+	*(uintptr_t *)obj = (uintptr_t)next ^ s->key;
+#else
+	(void)s;
+	*(const void **)obj = next;
+#endif
+}
+
+/* Whether p is NULL or the start of an object of s: what a free-list link must be. */
+static inline bool link_valid(const nf_cache *c, const struct slab *s, const void *p)
+{
+	size_t offset = (size_t)((const char *)p - s->start);
+	return !p || (offset < (size_t)c->capacity * c->stride && offset % c->stride == 0);
+}
+
+/* Hardened builds: dies naming the cache; the free list was overwritten. */
+NF_HIDDEN _Noreturn void slab_corrupted(const nf_cache *c, const void *where);
+/* Hardened builds: dies if obj is already on s's free list (s owned by the caller or locked). */
+NF_HIDDEN void slab_check_double_free(const nf_cache *c, const struct slab *s, const void *obj);
 
 NF_HIDDEN void *cache_alloc_slow(nf_cache *c, unsigned flags);
 NF_HIDDEN void cache_free_slow(nf_cache *c, struct slab *s, void *obj);
