@@ -111,6 +111,7 @@ size_t budget_cgroup_limit(const char *proc_cgroup, const char *root)
 		char *second = first ? strchr(first + 1, ':') : NULL;
 		if (!second)
 			continue;
+		*first = '\0';
 		*second = '\0';
 		const char *controllers = first + 1;
 		const char *path = second + 1;

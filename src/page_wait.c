@@ -17,6 +17,7 @@ void page_wait_grant(nf_domain *d)
 		uint32_t index = buddy_take(d, w->order, &released);
 		if (index == NF_NO_PAGE)
 			return; /* enough pages, but not contiguous: wait for merges */
+		NF_ASSERT(d->free_pages >= w->floor);
 		w->granted = index;
 		w->released = released;
 		d->waiters_head = w->next;

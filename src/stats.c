@@ -41,17 +41,44 @@ void nf_stats_get(nf_domain *d, nf_stats *out)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/* The length of the valid UTF-8 sequence of two or more bytes at s, 0 if there is none. */
+static size_t utf8_length(const unsigned char *s)
+{
+	if (s[0] < 0xc2 || s[0] > 0xf4)
+		return 0; /* a continuation byte, an overlong lead, or beyond U+10FFFF */
+	size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : 2;
+	unsigned cp = s[0] & (0x7fu >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the terminating NUL */
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* A JSON string; names are the caller's bytes, so bytes that are not UTF-8 become U+FFFD. */
 static void print_json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
+		if (c == '"' || c == '\\') {
 			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
+		} else if (c < 0x20) {
 			fprintf(f, "\\u%04x", c);
-		else
+		} else if (c < 0x80) {
 			fputc(c, f);
+		} else {
+			size_t n = utf8_length((const unsigned char *)s);
+			if (n) {
+				fwrite(s, 1, n, f);
+				s += n - 1;
+			} else {
+				fputs("\\ufffd", f);
+			}
+		}
 	}
 	fputc('"', f);
 }
