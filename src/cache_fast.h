@@ -44,7 +44,9 @@ static inline void cache_free_inline(nf_cache *c, struct slab *s, void *obj)
 		void *head = s->free;
 		link_set(s, obj, head);
 		s->free = obj;
-		if (likely(--s->used != 0 && head != NULL))
+		uint32_t used = --s->used;
+		/* Slow only when the slab was full, or is now empty and not the one this heap allocates from. */
+		if (likely(head != NULL) && likely(used != 0 || s->state == SLAB_CURRENT))
 			return;
 		cache_free_local_slow(c, s, head == NULL);
 		return;

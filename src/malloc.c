@@ -34,8 +34,12 @@ static __attribute__((noinline)) nf_cache *class_cache_create(nf_domain *d, unsi
 		char name[32];
 		snprintf(name, sizeof name, "malloc-%zu", size_class_bytes(cls));
 		c = cache_create_internal(d, name, size_class_bytes(cls), sizeof(void *), flags);
-		if (c)
+		if (c) {
 			atomic_store_explicit(&d->malloc_caches[cls], c, memory_order_release);
+			for (size_t words = 0; words <= MALLOC_DIRECT_MAX / 8; words++)
+				if (size_class_of(words * 8) == cls)
+					atomic_store_explicit(&d->malloc_direct[words], c, memory_order_release);
+		}
 	}
 	pthread_mutex_unlock(&class_create_lock);
 	return c;
@@ -98,9 +102,22 @@ void *nf_alloc(nf_domain *d, size_t n, unsigned flags)
 	return alloc_inline(d, n, flags, __builtin_return_address(0));
 }
 
-void *nf_malloc(size_t n)
+/* Not inlined, and reached by a tail call: its return address is still nf_malloc's caller. */
+static __attribute__((noinline)) void *malloc_slow(size_t n)
 {
 	return alloc_inline(default_domain_fast(), n, 0, __builtin_return_address(0));
+}
+
+void *nf_malloc(size_t n)
+{
+	/* Fast path: small sizes index the default domain's caches directly by 8-byte words. */
+	nf_domain *d = atomic_load_explicit(&malloc_domain, memory_order_acquire);
+	if (likely(d != NULL && n <= MALLOC_DIRECT_MAX)) {
+		nf_cache *c = atomic_load_explicit(&d->malloc_direct[(n + 7) >> 3], memory_order_acquire);
+		if (likely(c != NULL))
+			return cache_alloc_inline(c, 0);
+	}
+	return malloc_slow(n);
 }
 
 /* The domain that p came from: the default one first, for speed. */
@@ -122,10 +139,19 @@ static struct nf_page *large_head(nf_domain *d, const void *p, const char *call)
 	return head;
 }
 
-static __attribute__((noinline)) void free_unusual(nf_domain *d, void *p)
+/* nf_free of NULL, of memory from another domain than the default one, and of large blocks. */
+static __attribute__((noinline)) void free_unusual(void *p)
 {
-	if (!d)
+	if (!p)
+		return;
+	nf_domain *d = domain_of(p);
+	if (!d || !domain_contains(d, p))
 		nf_die("nf_free: %p was not allocated by nofail", p);
+	struct slab *s = d->pages[domain_page_index(d, p)].owner;
+	if (s) {
+		cache_free_inline(s->cache, s, p);
+		return;
+	}
 	struct nf_page *head = large_head(d, p, "nf_free");
 	head->flags &= (uint16_t)~PAGE_MALLOC_LARGE;
 	nf_pages_free(d, p, head->order);
@@ -133,17 +159,17 @@ static __attribute__((noinline)) void free_unusual(nf_domain *d, void *p)
 
 void nf_free(void *p)
 {
-	if (unlikely(!p))
-		return;
-	nf_domain *d = owning_domain(p);
-	if (likely(d && domain_contains(d, p))) {
-		struct slab *s = d->pages[domain_page_index(d, p)].owner;
+	/* The default domain's struct is its region's start: one subtraction places p. */
+	nf_domain *d = atomic_load_explicit(&malloc_domain, memory_order_acquire);
+	size_t offset = (size_t)((char *)p - (char *)d);
+	if (likely(d != NULL && offset < d->budget_bytes)) {
+		struct slab *s = d->pages[offset >> NF_PAGE_SHIFT].owner;
 		if (likely(s != NULL)) {
 			cache_free_inline(s->cache, s, p);
 			return;
 		}
 	}
-	free_unusual(d, p);
+	free_unusual(p);
 }
 
 size_t nf_usable_size(const void *p)
