@@ -21,7 +21,6 @@
 #define DOMAIN_MAGIC 0x6e6f6661696c646dULL /* "nofaildm" */
 /* Size classes of nf_malloc (size_class.h). */
 #define MALLOC_CLASSES 80
-#define MALLOC_DIRECT_MAX 1024
 
 struct thread_pages;
 struct page_waiter;
@@ -74,8 +73,6 @@ struct nf_domain {
 	nf_cache *cache_structs_free;    /* cache structs carved from this domain's pages */
 	size_t cache_struct_pages;       /* pages those structs took; they live as long as the domain */
 	nf_cache *_Atomic malloc_caches[MALLOC_CLASSES]; /* size classes, made on first use */
-	/* The same caches by (n + 7) / 8 for n up to MALLOC_DIRECT_MAX: nf_malloc's one-load lookup. */
-	nf_cache *_Atomic malloc_direct[MALLOC_DIRECT_MAX / 8 + 1];
 };
 
 /* The index of the page at address p, which must be inside the region. */

@@ -14,6 +14,16 @@
 #define PAGE_MALLOC_LARGE 0x2u
 
 static nf_domain *_Atomic malloc_domain;
+
+/* Small sizes find their class by 8-byte words in one table load instead of computing it. */
+#define DIRECT_MAX 1024
+static uint8_t class_by_words[DIRECT_MAX / 8 + 1];
+
+__attribute__((constructor)) static void fill_class_by_words(void)
+{
+	for (size_t words = 0; words <= DIRECT_MAX / 8; words++)
+		class_by_words[words] = (uint8_t)size_class_of(words * 8);
+}
 static pthread_mutex_t class_create_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static nf_domain *default_domain_fast(void)
@@ -34,12 +44,8 @@ static __attribute__((noinline)) nf_cache *class_cache_create(nf_domain *d, unsi
 		char name[32];
 		snprintf(name, sizeof name, "malloc-%zu", size_class_bytes(cls));
 		c = cache_create_internal(d, name, size_class_bytes(cls), sizeof(void *), flags);
-		if (c) {
+		if (c)
 			atomic_store_explicit(&d->malloc_caches[cls], c, memory_order_release);
-			for (size_t words = 0; words <= MALLOC_DIRECT_MAX / 8; words++)
-				if (size_class_of(words * 8) == cls)
-					atomic_store_explicit(&d->malloc_direct[words], c, memory_order_release);
-		}
 	}
 	pthread_mutex_unlock(&class_create_lock);
 	return c;
@@ -112,8 +118,9 @@ void *nf_malloc(size_t n)
 {
 	/* Fast path: small sizes index the default domain's caches directly by 8-byte words. */
 	nf_domain *d = atomic_load_explicit(&malloc_domain, memory_order_acquire);
-	if (likely(d != NULL && n <= MALLOC_DIRECT_MAX)) {
-		nf_cache *c = atomic_load_explicit(&d->malloc_direct[(n + 7) >> 3], memory_order_acquire);
+	if (likely(d != NULL && n <= DIRECT_MAX)) {
+		nf_cache *c = atomic_load_explicit(&d->malloc_caches[class_by_words[(n + 7) >> 3]],
+						   memory_order_acquire);
 		if (likely(c != NULL))
 			return cache_alloc_inline(c, 0);
 	}
