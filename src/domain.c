@@ -197,6 +197,7 @@ void nf_domain_destroy(nf_domain *d)
 		return;
 	}
 	trim_stop(d);
+	malloc_caches_destroy(d);
 	if (d->caches)
 		nf_log("nf_domain_destroy: domain '%s' destroyed with caches still in it", d->name);
 	caches_forget_domain(d);

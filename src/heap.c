@@ -57,7 +57,7 @@ static void push_partial(struct heap *h, unsigned slot, struct slab *s)
 /* Reports first: they turn full slabs back into partial ones. Owner or pool lock. */
 static void take_reports(struct heap *h, nf_cache *c)
 {
-	struct slab *s = atomic_exchange_explicit(&h->state[c->index].recovered, NULL, memory_order_acquire);
+	struct slab *s = atomic_exchange_explicit(&h->state[c->index].recovered, NULL, memory_order_seq_cst);
 	while (s) {
 		struct slab *next = s->next_recovered;
 		slab_take_report(h, c, s);
@@ -115,7 +115,7 @@ static void give_away_all(struct heap *h)
 	for (unsigned slot = 1; slot < NF_MAX_CACHES; slot++) {
 		nf_cache *c = slot_owner[slot];
 		if (c && (h->current[slot] || h->state[slot].partial ||
-			  atomic_load_explicit(&h->state[slot].recovered, memory_order_relaxed)))
+			  atomic_load_explicit(&h->state[slot].recovered, memory_order_seq_cst)))
 			give_away(h, c);
 	}
 }
@@ -131,18 +131,25 @@ void heap_give_up_slabs(struct heap *h)
 void heap_abandon(struct heap *h)
 {
 	pthread_mutex_lock(&pool_lock);
+	/*
+	 * Counted before its reports are taken (seq_cst, with the freer's push
+	 * and its look at the count in free_remote): a freer that reports a slab
+	 * after give_away_all looked sees the count and takes the report itself,
+	 * once this lock is free. Counted after, the report could sit on the
+	 * stack of a heap nobody looks at, its slab never coming back.
+	 */
+	atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_seq_cst);
 	give_away_all(h);
 	h->abandoned = true;
 	h->next_abandoned = abandoned_heaps;
 	abandoned_heaps = h;
-	atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&pool_lock);
 	nf_self.heap = &heap_empty;
 }
 
 unsigned heap_reclaim_abandoned(nf_cache *c)
 {
-	if (!c->index || !atomic_load_explicit(&abandoned_count, memory_order_relaxed))
+	if (!c->index || !atomic_load_explicit(&abandoned_count, memory_order_seq_cst))
 		return 0;
 	unsigned given = 0;
 	pthread_mutex_lock(&pool_lock);

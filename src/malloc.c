@@ -53,7 +53,8 @@ static __attribute__((noinline)) nf_cache *class_cache_create(nf_domain *d, unsi
 
 static unsigned order_for_bytes(size_t n)
 {
-	size_t pages = (n + NF_PAGE_SIZE - 1) >> NF_PAGE_SHIFT;
+	/* Rounded up without n + NF_PAGE_SIZE - 1, which wraps for n near SIZE_MAX (a page for SIZE_MAX bytes). */
+	size_t pages = (n >> NF_PAGE_SHIFT) + ((n & (NF_PAGE_SIZE - 1)) != 0);
 	unsigned order = 0;
 	while (((size_t)1 << order) < pages)
 		order++;
@@ -240,14 +241,26 @@ void *nf_aligned_alloc(size_t align, size_t n)
 				return alloc_inline(d, size_class_bytes(cls), 0, __builtin_return_address(0));
 	}
 	unsigned order = order_for_bytes(want > MALLOC_SMALL_MAX ? want : MALLOC_SMALL_MAX + 1);
-	while (((size_t)NF_PAGE_SIZE << order) < align)
+	/* Past NF_MAX_ORDER large_alloc refuses anyway; going on would shift the page size out of a size_t. */
+	while (order <= NF_MAX_ORDER && ((size_t)NF_PAGE_SIZE << order) < align)
 		order++;
 	return large_alloc(d, want, order, 0, __builtin_return_address(0));
 }
 
+void malloc_caches_destroy(nf_domain *d)
+{
+	/* They are the domain's, not the user's: a destroyed domain reports only what is still allocated. */
+	for (unsigned cls = 0; cls < MALLOC_CLASSES; cls++) {
+		nf_cache *c = atomic_exchange_explicit(&d->malloc_caches[cls], NULL, memory_order_acq_rel);
+		if (c)
+			nf_cache_destroy(c);
+	}
+}
+
 size_t nf_malloc_pages_for(size_t size, size_t n)
 {
-	if (size == 0 || size > MALLOC_SMALL_MAX)
-		return n << order_for_bytes(size ? size : 1);
+	if (size > MALLOC_SMALL_MAX)
+		return n << order_for_bytes(size);
+	/* Size 0 is what nf_alloc makes of it: the smallest class. */
 	return slab_pages_for(size_class_bytes(size_class_of(size)), n);
 }

@@ -116,7 +116,8 @@ static void list_unlink(struct slab **head, struct slab *s)
 
 uint32_t slab_collect(struct slab *s)
 {
-	if (!atomic_load_explicit(&s->remote, memory_order_relaxed))
+	uintptr_t remote = atomic_load_explicit(&s->remote, memory_order_relaxed);
+	if (!remote || remote == REMOTE_SHARED_BIT)
 		return 0;
 	uintptr_t taken = atomic_exchange_explicit(&s->remote, 0, memory_order_acquire);
 	void *list = (void *)(taken & ~REMOTE_FULL_BIT);
@@ -179,6 +180,18 @@ static void slab_free_pages_locked(nf_cache *c, struct slab *s)
 	nf_pages_free(c->domain, s->start, c->order);
 }
 
+/* Every object of s is free, it is on no list and has no owner: keep it as the empty one or free it; c->lock held. */
+static void slab_empty_locked(nf_cache *c, struct slab *s)
+{
+	if (c->empty_count < EMPTY_SLABS_KEPT) {
+		s->state = SLAB_EMPTY;
+		list_push(&c->empty, s);
+		c->empty_count++;
+	} else {
+		slab_free_pages_locked(c, s);
+	}
+}
+
 /* Every object of s is free and nobody owns it: keep it for reuse or give its pages back. */
 void slab_release(nf_cache *c, struct slab *s)
 {
@@ -201,8 +214,24 @@ void slab_share(nf_cache *c, struct slab *s)
 	/* Under the lock: a freer that sees no owner re-checks the state under it. */
 	pthread_mutex_lock(&c->lock);
 	atomic_store_explicit(&s->heap, NULL, memory_order_relaxed);
-	s->state = SLAB_SHARED;
-	list_push(&c->shared, s);
+	/*
+	 * Close the remote list: a freer that saw the owner before the store
+	 * above may still push, and nobody would collect that object (the slab
+	 * would never come back empty). With REMOTE_SHARED_BIT set, free_remote
+	 * frees under the lock instead.
+	 */
+	uintptr_t expected;
+	do {
+		slab_collect(s);
+		expected = 0;
+	} while (!atomic_compare_exchange_strong_explicit(&s->remote, &expected, REMOTE_SHARED_BIT,
+							  memory_order_acq_rel, memory_order_relaxed));
+	if (s->used == 0) {
+		slab_empty_locked(c, s); /* those late frees were its last objects */
+	} else {
+		s->state = SLAB_SHARED;
+		list_push(&c->shared, s);
+	}
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -305,8 +334,12 @@ static void *alloc_from_heap(nf_cache *c, struct heap *h)
 			c->empty_count--;
 		}
 		/* Owned from here on: lockless freers of shared slabs re-check this under the lock. */
-		if (s)
+		if (s) {
+			/* Nobody pushes while the slab has no owner: reopen its remote list for freers. */
+			NF_ASSERT((atomic_load_explicit(&s->remote, memory_order_relaxed) & ~REMOTE_SHARED_BIT) == 0);
+			atomic_store_explicit(&s->remote, 0, memory_order_relaxed);
 			atomic_store_explicit(&s->heap, h, memory_order_relaxed);
+		}
 		pthread_mutex_unlock(&c->lock);
 		if (s)
 			return install_current(h, c, s);
@@ -498,13 +531,7 @@ static bool free_into_shared(nf_cache *c, struct slab *s, void *obj)
 	slab_collect(s);
 	if (s->used == 0) {
 		list_unlink(&c->shared, s);
-		if (c->empty_count < EMPTY_SLABS_KEPT) {
-			s->state = SLAB_EMPTY;
-			list_push(&c->empty, s);
-			c->empty_count++;
-		} else {
-			slab_free_pages_locked(c, s);
-		}
+		slab_empty_locked(c, s);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return true;
@@ -512,14 +539,24 @@ static bool free_into_shared(nf_cache *c, struct slab *s, void *obj)
 
 static void free_remote(nf_cache *c, struct slab *s, void *obj)
 {
-	if (!atomic_load_explicit(&s->heap, memory_order_relaxed) && free_into_shared(c, s, obj))
-		return;
-	uintptr_t old = atomic_load_explicit(&s->remote, memory_order_relaxed);
-	/* acq_rel: whoever takes the full bit must see everything the owner did before arming it. */
-	do {
-		link_set(s, obj, (void *)(old & ~REMOTE_FULL_BIT));
-	} while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, (uintptr_t)obj, memory_order_acq_rel,
-							memory_order_relaxed));
+	uintptr_t old;
+	for (;;) {
+		if (!atomic_load_explicit(&s->heap, memory_order_relaxed) && free_into_shared(c, s, obj))
+			return;
+		old = atomic_load_explicit(&s->remote, memory_order_relaxed);
+		/* acq_rel: whoever takes the full bit must see everything the owner did before arming it. */
+		bool pushed = false;
+		while (!pushed && !(old & REMOTE_SHARED_BIT)) {
+			link_set(s, obj, (void *)(old & ~REMOTE_FULL_BIT));
+			pushed = atomic_compare_exchange_weak_explicit(&s->remote, &old, (uintptr_t)obj,
+								       memory_order_acq_rel, memory_order_relaxed);
+		}
+		if (pushed)
+			break;
+		/* Its owner gave the slab up since we looked: free under the lock, unless it was adopted again. */
+		if (free_into_shared(c, s, obj))
+			return;
+	}
 	if (!(old & REMOTE_FULL_BIT))
 		return;
 	/* We took the full bit: report the slab to its owner heap, which outlives any thread. */
@@ -529,8 +566,8 @@ static void free_remote(nf_cache *c, struct slab *s, void *obj)
 	struct slab *head = atomic_load_explicit(stack, memory_order_relaxed);
 	do {
 		s->next_recovered = head;
-	} while (!atomic_compare_exchange_weak_explicit(stack, &head, s, memory_order_release, memory_order_relaxed));
-	/* If that heap has no thread, nobody would look: take what it holds now. */
+	} while (!atomic_compare_exchange_weak_explicit(stack, &head, s, memory_order_seq_cst, memory_order_relaxed));
+	/* If that heap has no thread, nobody would look: take what it holds now (seq_cst: see heap_abandon). */
 	heap_reclaim_abandoned(c);
 }
 
@@ -692,7 +729,9 @@ nf_cache *nf_cache_create(nf_domain *d, const char *name, size_t size, size_t al
 static size_t live_objects(struct slab *s)
 {
 	size_t remote = 0;
-	for (void *p = (void *)(atomic_load_explicit(&s->remote, memory_order_relaxed) & ~REMOTE_FULL_BIT); p;
+	for (void *p = (void *)(atomic_load_explicit(&s->remote, memory_order_relaxed) &
+				~(REMOTE_FULL_BIT | REMOTE_SHARED_BIT));
+	     p;
 	     p = link_get(s, p))
 		remote++;
 	return s->used - remote;

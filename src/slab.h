@@ -28,6 +28,8 @@
 #define CACHE_MAGIC 0x6e6663616368656dULL
 /* Set in `remote` while the owner has parked the slab as full: the first remote free reports it. */
 #define REMOTE_FULL_BIT ((uintptr_t)1)
+/* Set in `remote` while the slab has no owner (slab_share): freers take the cache lock instead of pushing. */
+#define REMOTE_SHARED_BIT ((uintptr_t)2)
 
 struct heap;
 
@@ -49,7 +51,7 @@ struct slab {
 	bool armed;                   /* owner set REMOTE_FULL_BIT and nobody has taken it */
 	bool awaiting_report;         /* a remote freer took the bit: the slab is (or will be) on the recovered stack */
 	struct heap *_Atomic heap;    /* owner, NULL when not owned */
-	_Atomic uintptr_t remote;     /* objects freed by non-owners, and REMOTE_FULL_BIT */
+	_Atomic uintptr_t remote;     /* objects freed by non-owners, and REMOTE_FULL_BIT or REMOTE_SHARED_BIT */
 	struct slab *next, *prev;     /* in the list that `state` names */
 	struct slab *next_recovered;  /* on the owner heap's recovered stack */
 	struct slab *all_next, *all_prev; /* the cache's list of all its slabs */
@@ -144,5 +146,7 @@ NF_HIDDEN nf_cache *cache_create_internal(nf_domain *d, const char *name, size_t
 NF_HIDDEN size_t slab_pages_for(size_t stride, size_t n);
 /* Domain destruction: forget every cache of d without touching its (vanishing) pages. */
 NF_HIDDEN void caches_forget_domain(nf_domain *d);
+/* Domain destruction: destroy d's size-class caches (malloc.c), reporting objects still allocated. */
+NF_HIDDEN void malloc_caches_destroy(nf_domain *d);
 
 #endif
