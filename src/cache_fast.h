@@ -52,7 +52,7 @@ static inline void cache_free_inline(nf_cache *c, struct slab *s, void *obj)
 		return;
 	}
 #endif
-#ifdef NF_HARDENED
+#if defined(NF_HARDENED) && !defined(NF_DEBUG)
 slow:
 #endif
 	cache_free_slow(c, s, obj);
