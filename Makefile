@@ -6,7 +6,9 @@
 #   make test-asan       the same suite under AddressSanitizer + UBSan
 #   make test-tsan       the same suite under ThreadSanitizer
 #   make demo            the seed scenarios
-#   make bench           the benchmarks
+#   make bench           the benchmarks (and bench-alloc when its peers are installed)
+#   make bench-alloc     nofail against mimalloc, jemalloc, tcmalloc, glibc (scripts/bench-setup.sh)
+#   make bench-callgrind instructions per alloc/free pair, reserve slabs compiled in and out
 #   make install PREFIX=/usr/local
 
 CC      ?= cc
@@ -96,6 +98,51 @@ demo: $(BUILD)/nofail
 
 bench: $(BENCH_BIN)
 	@bench/run.sh $(BUILD)
+	@if bench/alloc.sh --have-peers; then $(MAKE) --no-print-directory bench-alloc; \
+	else echo "bench: mimalloc, jemalloc or tcmalloc is not installed: no object-layer comparison (scripts/bench-setup.sh installs them)"; fi
+
+# The object-layer benchmark (bench/README.md): one binary per allocator,
+# each calling its allocator directly; bench/alloc.sh runs and compares them.
+ALLOC_PEERS     := mimalloc jemalloc tcmalloc glibc
+ALLOC_PEER_BIN  := $(ALLOC_PEERS:%=$(BUILD)/bench/alloc-%)
+ALLOC_BIN       := $(BUILD)/bench/alloc-nofail $(ALLOC_PEER_BIN)
+alloc_def_mimalloc := -DALLOC_MIMALLOC
+alloc_lib_mimalloc := -lmimalloc
+alloc_def_jemalloc := -DALLOC_JEMALLOC
+alloc_lib_jemalloc := -ljemalloc
+alloc_def_tcmalloc := -DALLOC_TCMALLOC
+alloc_lib_tcmalloc := -ltcmalloc
+alloc_def_glibc    := -DALLOC_GLIBC
+alloc_lib_glibc    :=
+
+$(BUILD)/bench/alloc-nofail: bench/alloc_bench.c bench/bench_common.h $(BUILD)/libnofail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ibench -DALLOC_NOFAIL $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libnofail.a $(LDLIBS_ALL)
+
+$(ALLOC_PEER_BIN): $(BUILD)/bench/alloc-%: bench/alloc_bench.c bench/bench_common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ibench $(alloc_def_$*) $(LDFLAGS_ALL) -o $@ $< $(alloc_lib_$*) $(LDLIBS_ALL)
+
+# The same nofail benchmark on a library with reserve-slab handling compiled out.
+ALLOC_NORESERVE := $(BUILD)/bench/noreserve
+$(ALLOC_NORESERVE)/obj/%.o: src/%.c $(wildcard src/*.h) include/nofail.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DNF_NO_RESERVE_SLABS -c $< -o $@
+
+$(ALLOC_NORESERVE)/libnofail.a: $(LIB_SRC:src/%.c=$(ALLOC_NORESERVE)/obj/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bench/alloc-nofail-noreserve: bench/alloc_bench.c bench/bench_common.h $(ALLOC_NORESERVE)/libnofail.a
+	$(CC) $(CFLAGS_ALL) -Ibench -DALLOC_NOFAIL $(LDFLAGS_ALL) -o $@ $< $(ALLOC_NORESERVE)/libnofail.a $(LDLIBS_ALL)
+
+.PHONY: bench-alloc bench-callgrind
+bench-alloc: $(ALLOC_BIN)
+	@bench/alloc.sh $(BUILD)
+
+# Instructions per alloc/free pair under callgrind, reserve slabs compiled in and out.
+bench-callgrind: $(ALLOC_BIN) $(BUILD)/bench/alloc-nofail-noreserve
+	@bench/alloc.sh --callgrind $(BUILD)
 
 # Both compilers, warnings as errors: what every change keeps true.
 check-warnings:
