@@ -65,13 +65,15 @@ static uint32_t take_above_floor(nf_domain *d, unsigned order, size_t floor, boo
 	return buddy_take(d, order, released);
 }
 
-/* Order 0 through the thread's list: refill a batch, then pop; d->lock held. */
+/* Order 0 through the thread's list: refill a batch if it is empty, then pop; d->lock held. */
 static uint32_t take_through_list(nf_domain *d, struct thread_pages *tp)
 {
-	if (d->free_pages < d->min_pages + d->pcp_batch)
-		return NF_NO_PAGE;
-	if (thread_pages_refill(d, tp, d->pcp_batch) == 0)
-		return NF_NO_PAGE;
+	if (tp->head == NF_NO_PAGE) {
+		if (d->free_pages < d->min_pages + d->pcp_batch)
+			return NF_NO_PAGE;
+		if (thread_pages_refill(d, tp, d->pcp_batch) == 0)
+			return NF_NO_PAGE;
+	}
 	uint32_t index = tp->head;
 	struct nf_page *page = &d->pages[index];
 	tp->head = page->next;

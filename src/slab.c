@@ -26,6 +26,15 @@
 #define RESERVE_SLABS true
 #endif
 
+/*
+ * Slabs of at least 2^MIN_SLAB_ORDER pages: every per-slab cost (a trip
+ * to the page allocator, carving, parking a full slab, giving an empty one
+ * back) is paid once per slab, so small slabs multiply it. Larger ones keep
+ * more memory aside per thread and cache; threads give it up under pressure.
+ */
+#ifndef MIN_SLAB_ORDER
+#define MIN_SLAB_ORDER 3
+#endif
 #define MAX_SLAB_ORDER 6
 #define EMPTY_SLABS_KEPT 1
 #define HEADER_BYTES ((sizeof(struct slab) + 15) & ~(size_t)15)
@@ -454,17 +463,20 @@ void *nf_cache_alloc(nf_cache *c, unsigned flags)
 
 /* ---- free ----------------------------------------------------------- */
 
-/* Debug builds: the object must be the start of an object of c that is not already free. */
+/*
+ * The object must be an object of c: checked on every slow-path free, as
+ * it costs a few loads. Debug and hardened builds also check that it is an
+ * object's start (a division) and, for the owner, not already free.
+ */
 static void check_object(nf_cache *c, struct slab *s, void *obj, const char *call)
 {
 	if (!domain_contains(c->domain, obj) || c->domain->pages[domain_page_index(c->domain, obj)].owner != s)
 		nf_die("%s: %p is not an object of cache '%s'", call, obj, c->name);
 	if (s->cache != c)
 		nf_die("%s: %p belongs to cache '%s', not '%s'", call, obj, s->cache ? s->cache->name : "?", c->name);
-	size_t offset = (size_t)((char *)obj - s->start);
-	if (offset % c->stride || offset / c->stride >= c->capacity)
-		nf_die("%s: %p is inside an object of cache '%s', not at its start", call, obj, c->name);
 #if defined(NF_DEBUG) || defined(NF_HARDENED)
+	if (!obj || !link_valid(c, s, obj))
+		nf_die("%s: %p is inside an object of cache '%s', not at its start", call, obj, c->name);
 	/* The owner's list only: others' lists may change under us. */
 	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap && link_valid(c, s, link_get(s, obj)))
 		slab_check_double_free(c, s, obj);
@@ -650,7 +662,7 @@ static unsigned choose_order(size_t stride, uint32_t *capacity)
 {
 	unsigned best = MAX_SLAB_ORDER;
 	double best_waste = 2;
-	for (unsigned order = 0; order <= MAX_SLAB_ORDER; order++) {
+	for (unsigned order = MIN_SLAB_ORDER; order <= MAX_SLAB_ORDER; order++) {
 		size_t bytes = (size_t)NF_PAGE_SIZE << order;
 		if (bytes < HEADER_BYTES + stride)
 			continue;
