@@ -2,7 +2,8 @@
 # the test variants build under build/<variant>/ with debug assertions on.
 #
 #   make                 build/libnofail.a, build/libnofail.so, build/nofail
-#   make test            the test suite (debug assertions on)
+#   make hardened        build/hardened/: release speed with the misuse checks on
+#   make test            the test suite (debug assertions and hardening on)
 #   make test-asan       the same suite under AddressSanitizer + UBSan
 #   make test-tsan       the same suite under ThreadSanitizer
 #   make demo            the seed scenarios
@@ -22,17 +23,20 @@ BASE    := -std=gnu11 -g -fPIC -pthread -fvisibility=hidden -Iinclude -Isrc $(WA
 ifeq ($(VARIANT),release)
   BUILD := build
   OPT   := -O2
+else ifeq ($(VARIANT),hardened)
+  BUILD := build/hardened
+  OPT   := -O2 -DNF_HARDENED
 else ifeq ($(VARIANT),debug)
   BUILD := build/debug
-  OPT   := -O1 -DNF_DEBUG
+  OPT   := -O1 -DNF_DEBUG -DNF_HARDENED
 else ifeq ($(VARIANT),asan)
   BUILD := build/asan
-  OPT   := -O1 -DNF_DEBUG -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else ifeq ($(VARIANT),tsan)
   BUILD := build/tsan
-  OPT   := -O1 -DNF_DEBUG -fsanitize=thread
+  OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -fsanitize=thread
 else
-  $(error unknown VARIANT $(VARIANT): release, debug, asan or tsan)
+  $(error unknown VARIANT $(VARIANT): release, hardened, debug, asan or tsan)
 endif
 
 CFLAGS_ALL := $(BASE) $(OPT) $(CFLAGS)
@@ -48,7 +52,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib test test-asan test-tsan tests-build demo bench install clean check-warnings
+.PHONY: all lib hardened test test-asan test-tsan tests-build demo bench install clean check-warnings
 all: $(BUILD)/libnofail.a $(BUILD)/libnofail.so $(BUILD)/nofail
 
 lib: $(BUILD)/libnofail.a
@@ -80,6 +84,10 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libnofail.a
 	$(CC) $(CFLAGS_ALL) -Ibench $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libnofail.a $(LDLIBS_ALL)
 
 tests-build: $(TEST_BIN)
+
+# Release speed with the misuse checks: encoded free lists, double-free and wrong-cache checks.
+hardened:
+	@$(MAKE) --no-print-directory VARIANT=hardened all
 
 test:
 	@$(MAKE) --no-print-directory VARIANT=debug tests-build
@@ -144,8 +152,10 @@ bench-alloc: $(ALLOC_BIN)
 bench-callgrind: $(ALLOC_BIN) $(BUILD)/bench/alloc-nofail-noreserve
 	@bench/alloc.sh --callgrind $(BUILD)
 
-# Both compilers, warnings as errors: what every change keeps true.
+# Both compilers, warnings as errors, release and debug: what every change keeps true.
 check-warnings:
+	$(MAKE) --no-print-directory VARIANT=debug CFLAGS=-Werror tests-build
+	$(MAKE) --no-print-directory VARIANT=hardened CFLAGS=-Werror all
 	@$(MAKE) --no-print-directory clean-variant-release
 	$(MAKE) --no-print-directory CC=gcc CFLAGS=-Werror all $(TEST_BIN) $(BENCH_BIN)
 	@$(MAKE) --no-print-directory clean-variant-release
