@@ -26,18 +26,7 @@
 #define RESERVE_SLABS true
 #endif
 
-/*
- * Slabs of at least 2^MIN_SLAB_ORDER pages: every per-slab cost (a trip
- * to the page allocator, carving, parking a full slab, giving an empty one
- * back) is paid once per slab, so small slabs multiply it. Larger ones keep
- * more memory aside per thread and cache; threads give it up under pressure.
- */
-#ifndef MIN_SLAB_ORDER
-#define MIN_SLAB_ORDER 3
-#endif
-#define MAX_SLAB_ORDER 6
 #define EMPTY_SLABS_KEPT 1
-#define HEADER_BYTES ((sizeof(struct slab) + 15) & ~(size_t)15)
 
 /* Callers whose pages may come from below the min watermark may have reserve-slab objects. */
 static bool reserve_allowed(unsigned flags)
@@ -143,27 +132,28 @@ uint32_t slab_collect(struct slab *s)
 	return n;
 }
 
-static void set_page_owners(nf_cache *c, char *start, struct slab *owner)
+static void set_page_owners(nf_cache *c, char *start, unsigned order, struct slab *owner)
 {
 	size_t first = domain_page_index(c->domain, start);
-	for (size_t i = 0; i < ((size_t)1 << c->order); i++)
+	for (size_t i = 0; i < ((size_t)1 << order); i++)
 		c->domain->pages[first + i].owner = owner;
 }
 
-static struct slab *slab_init(nf_cache *c, char *start, bool from_reserve)
+static struct slab *slab_init(nf_cache *c, char *start, unsigned order, bool from_reserve)
 {
-	struct slab *s = (struct slab *)(start + c->header_offset);
+	struct slab *s = (struct slab *)(start + slab_header_offset(order));
 	memset(s, 0, sizeof *s);
 	s->start = start;
 	s->cache = c;
-	s->capacity = c->capacity;
+	s->order = (uint8_t)order;
+	s->capacity = slab_capacity(c->stride, order);
 	s->from_reserve = from_reserve;
 	s->key = slab_key(s);
 	/* Objects linked in address order: allocation walks the slab forwards. */
-	for (uint32_t i = 0; i < c->capacity; i++)
-		link_set(s, start + i * c->stride, i + 1 < c->capacity ? start + (i + 1) * c->stride : NULL);
+	for (uint32_t i = 0; i < s->capacity; i++)
+		link_set(s, start + i * c->stride, i + 1 < s->capacity ? start + (i + 1) * c->stride : NULL);
 	s->free = start;
-	set_page_owners(c, start, s);
+	set_page_owners(c, start, order, s);
 	pthread_mutex_lock(&c->lock);
 	s->all_prev = NULL;
 	s->all_next = c->all;
@@ -185,8 +175,8 @@ static void slab_free_pages_locked(nf_cache *c, struct slab *s)
 	if (s->all_next)
 		s->all_next->all_prev = s->all_prev;
 	c->slabs--;
-	set_page_owners(c, s->start, NULL);
-	nf_pages_free(c->domain, s->start, c->order);
+	set_page_owners(c, s->start, s->order, NULL);
+	nf_pages_free(c->domain, s->start, s->order);
 }
 
 /* Every object of s is free, it is on no list and has no owner: keep it as the empty one or free it; c->lock held. */
@@ -388,26 +378,36 @@ static void *alloc_locked(nf_cache *c, struct slab **list)
 	return obj;
 }
 
+/*
+ * A new slab: the cache's usual size if pages are there now, else (as
+ * SLUB falls back to its minimum order) the smallest slab that holds an
+ * object, which a fragmented or nearly exhausted domain can still give.
+ */
 static void *alloc_new_slab(nf_cache *c, struct heap *h, unsigned flags)
 {
 	bool below_min;
-	char *start = NULL;
-	if (h && !(flags & (NF_NOWAIT | NF_MAYFAIL))) {
+	unsigned order = c->geometry.order;
+	bool may_wait = !(flags & (NF_NOWAIT | NF_MAYFAIL));
+	char *start = pages_alloc_tagged(c->domain, order, flags | NF_MAYFAIL | PAGES_TRY, NULL, &below_min);
+	if (!start && may_wait && h) {
 		/* Before waiting for pages, give up what this heap keeps aside and look again. */
-		start = pages_alloc_tagged(c->domain, c->order, flags | NF_MAYFAIL | PAGES_TRY, NULL, &below_min);
-		if (!start) {
-			heap_give_up_slabs(h);
-			void *obj = alloc_from_heap(c, h);
-			if (obj)
-				return obj;
-		}
+		heap_give_up_slabs(h);
+		void *obj = alloc_from_heap(c, h);
+		if (obj)
+			return obj;
 	}
-	if (!start)
-		start = pages_alloc_tagged(c->domain, c->order, flags, NULL, &below_min);
-	if (!start)
+	if (!start && c->geometry.min_order < order) {
+		order = c->geometry.min_order;
+		start = pages_alloc_tagged(c->domain, order, flags | NF_MAYFAIL | PAGES_TRY, NULL, &below_min);
+	}
+	if (!start && !(flags & NF_MAYFAIL) && may_wait)
+		start = pages_alloc_tagged(c->domain, order, flags, NULL, &below_min);
+	if (!start) {
+		errno = (flags & NF_NOWAIT) ? EAGAIN : ENOMEM;
 		return NULL;
+	}
 	below_min = below_min && RESERVE_SLABS;
-	struct slab *s = slab_init(c, start, below_min);
+	struct slab *s = slab_init(c, start, order, below_min);
 	if (!below_min && c->index && h) {
 		atomic_store_explicit(&s->heap, h, memory_order_relaxed);
 		return install_current(h, c, s);
@@ -606,8 +606,18 @@ void cache_free_slow(nf_cache *c, struct slab *s, void *obj)
 void nf_cache_free(nf_cache *c, void *obj)
 {
 	if (likely(c && obj)) {
-		cache_free_inline(c, slab_of(c, obj), obj);
-		return;
+		/* The domain's struct is its region's start: one subtraction places obj. */
+		size_t offset = (size_t)((char *)obj - (char *)c->domain);
+		if (likely(offset < c->domain->budget_bytes)) {
+			struct slab *s = c->domain->pages[offset >> NF_PAGE_SHIFT].owner;
+			if (likely(s != NULL)) {
+				cache_free_inline(c, s, obj);
+				return;
+			}
+		}
+		if (!cache_valid(c, "nf_cache_free"))
+			nf_die("nf_cache_free: %p freed to something that is not a cache", obj);
+		nf_die("nf_cache_free: %p is not an object of cache '%s'", obj, c->name);
 	}
 	if (obj)
 		nf_die("nf_cache_free: %p freed to a NULL cache", obj);
@@ -648,40 +658,12 @@ static void cache_struct_free(nf_domain *d, nf_cache *c)
 	pthread_mutex_unlock(&d->caches_lock);
 }
 
-static unsigned choose_order(size_t stride, uint32_t *capacity);
-
 size_t slab_pages_for(size_t stride, size_t n)
 {
-	uint32_t capacity;
-	unsigned order = choose_order(stride, &capacity);
-	return ((n + capacity - 1) / capacity) << order;
+	struct slab_geometry g;
+	slab_geometry_choose(stride, &g);
+	return slab_geometry_pages_for(&g, n);
 }
-
-/* The smallest slab that wastes at most 1/8 of itself and holds 8 objects, else the least wasteful. */
-static unsigned choose_order(size_t stride, uint32_t *capacity)
-{
-	unsigned best = MAX_SLAB_ORDER;
-	double best_waste = 2;
-	for (unsigned order = MIN_SLAB_ORDER; order <= MAX_SLAB_ORDER; order++) {
-		size_t bytes = (size_t)NF_PAGE_SIZE << order;
-		if (bytes < HEADER_BYTES + stride)
-			continue;
-		size_t count = (bytes - HEADER_BYTES) / stride;
-		double waste = (double)(bytes - count * stride) / (double)bytes;
-		if (count >= 8 && waste <= 0.125) {
-			best = order;
-			break;
-		}
-		if (waste < best_waste) {
-			best_waste = waste;
-			best = order;
-		}
-	}
-	*capacity = (uint32_t)((((size_t)NF_PAGE_SIZE << best) - HEADER_BYTES) / stride);
-	return best;
-}
-
-#define MAX_OBJECT_SIZE (((size_t)NF_PAGE_SIZE << MAX_SLAB_ORDER) - HEADER_BYTES)
 
 nf_cache *cache_create_internal(nf_domain *d, const char *name, size_t size, size_t align, unsigned flags)
 {
@@ -697,9 +679,7 @@ nf_cache *cache_create_internal(nf_domain *d, const char *name, size_t size, siz
 	c->object_size = size;
 	c->stride = stride;
 	c->align = align;
-	c->order = choose_order(stride, &c->capacity);
-	c->slab_mask = ~(((uintptr_t)NF_PAGE_SIZE << c->order) - 1);
-	c->header_offset = ((size_t)NF_PAGE_SIZE << c->order) - HEADER_BYTES;
+	slab_geometry_choose(stride, &c->geometry);
 	pthread_mutex_init(&c->lock, NULL);
 	c->index = heap_slot_get(c);
 	pthread_mutex_lock(&d->caches_lock);
@@ -720,11 +700,11 @@ nf_cache *nf_cache_create(nf_domain *d, const char *name, size_t size, size_t al
 		problem = "d is not a domain";
 	else if (!name || !*name)
 		problem = "name is NULL or empty";
-	else if (size == 0 || size > MAX_OBJECT_SIZE)
+	else if (size == 0 || size > slab_max_stride())
 		problem = "size is 0 or above the largest object a slab holds";
 	else if (align & (align - 1) || align > NF_PAGE_SIZE)
 		problem = "align is not a power of two up to NF_PAGE_SIZE";
-	else if (align && ((size + align - 1) & ~(align - 1)) > MAX_OBJECT_SIZE)
+	else if (align && ((size + align - 1) & ~(align - 1)) > slab_max_stride())
 		problem = "size rounded up to align is above the largest object a slab holds";
 	else if (cflags)
 		problem = "cflags has unknown bits";
@@ -783,7 +763,7 @@ void nf_cache_destroy(nf_cache *c)
 			/* Objects still out keep their slab: freeing it would hand their memory to others. */
 			live += in_use;
 			leaked_slabs++;
-			set_page_owners(c, s->start, NULL);
+			set_page_owners(c, s->start, s->order, NULL);
 		} else {
 			slab_free_pages_locked(c, s);
 		}
@@ -812,9 +792,7 @@ size_t nf_cache_pages_for(const nf_cache *c, size_t nobjs)
 		errno = EINVAL;
 		return 0;
 	}
-	/* Worst case: every slab's worth of objects takes a new slab. */
-	size_t slabs = (nobjs + c->capacity - 1) / c->capacity;
-	return slabs << c->order;
+	return slab_geometry_pages_for(&c->geometry, nobjs);
 }
 
 size_t nf_cache_object_size(const nf_cache *c)

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "domain.h"
+#include "slab_geometry.h"
 
 /* Fast-path cache slots per heap; slot 0 means "no fast path" (locked path only). */
 #define NF_MAX_CACHES 1024
@@ -47,6 +48,7 @@ struct slab {
 	uint32_t used;                /* objects not on `free` (remote frees count until collected) */
 	uint32_t capacity;
 	uint8_t state;
+	uint8_t order;                /* the slab is 2^order pages */
 	bool from_reserve;
 	bool armed;                   /* owner set REMOTE_FULL_BIT and nobody has taken it */
 	bool awaiting_report;         /* a remote freer took the bit: the slab is (or will be) on the recovered stack */
@@ -67,10 +69,7 @@ struct nf_cache {
 	size_t object_size;           /* what the user asked for */
 	size_t stride;                /* object size rounded up to the alignment */
 	size_t align;
-	unsigned order;               /* slab size: 2^order pages */
-	uint32_t capacity;            /* objects per slab */
-	uintptr_t slab_mask;          /* object address & mask = slab start */
-	size_t header_offset;         /* struct slab sits at start + header_offset */
+	struct slab_geometry geometry;
 	unsigned index;               /* heap slot, 0 = none */
 	unsigned cflags;
 
@@ -84,9 +83,10 @@ struct nf_cache {
 	nf_cache *next_in_domain, *prev_in_domain;
 };
 
+/* Every page of a slab names it in its descriptor; obj must be inside c's domain. */
 static inline struct slab *slab_of(const nf_cache *c, const void *obj)
 {
-	return (struct slab *)(((uintptr_t)obj & c->slab_mask) + c->header_offset);
+	return c->domain->pages[domain_page_index(c->domain, obj)].owner;
 }
 
 /*
@@ -120,7 +120,7 @@ static inline void link_set(const struct slab *s, void *obj, const void *next)
 static inline bool link_valid(const nf_cache *c, const struct slab *s, const void *p)
 {
 	size_t offset = (size_t)((const char *)p - s->start);
-	return !p || (offset < (size_t)c->capacity * c->stride && offset % c->stride == 0);
+	return !p || (offset < (size_t)s->capacity * c->stride && offset % c->stride == 0);
 }
 
 /* Hardened builds: dies naming the cache; the free list was overwritten. */

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Runs every test program of a build (tests/run.sh build/debug) and ends
 # with the line "N passed, N failed". A program that crashes counts its
-# whole run as one failure.
+# whole run as one failure, and so does one that runs past NF_TEST_TIMEOUT
+# seconds (default 300): a hang fails the suite instead of stalling CI.
 set -u
 build=${1:-build/debug}
+limit=${NF_TEST_TIMEOUT:-300}
 passed=0
 failed=0
 for t in "$build"/tests/test_*; do
 	[ -x "$t" ] || continue
-	out=$("$t" 2>&1)
+	out=$(timeout -k 10 "$limit" "$t" 2>&1)
 	rc=$?
 	printf '%s\n' "$out"
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		echo "FAIL $t ran past ${limit} s (a hang?)"
+		failed=$((failed + 1))
+		continue
+	fi
 	line=$(printf '%s\n' "$out" | grep -E '^# .*: [0-9]+ passed, [0-9]+ failed$' | tail -n 1)
 	if [ -n "$line" ]; then
 		p=$(printf '%s' "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1/')

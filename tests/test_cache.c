@@ -62,7 +62,7 @@ static size_t reserve_in_use(nf_domain *d)
 
 static size_t slab_pages(const nf_cache *c)
 {
-	return (size_t)1 << c->order;
+	return (size_t)1 << c->geometry.order;
 }
 
 static bool in_domain(nf_domain *d, const void *p)
@@ -182,7 +182,7 @@ TEST(cache_create_bad_arguments)
 	nf_cache_destroy(c);
 	c = nf_cache_create(d, "align-big", ((size_t)NF_PAGE_SIZE << 6) - NF_PAGE_SIZE, NF_PAGE_SIZE, 0);
 	REQUIRE(c != NULL);
-	CHECK(c->capacity >= 1);
+	CHECK(c->geometry.capacity >= 1);
 	void *big = nf_cache_alloc(c, NF_MAYFAIL);
 	CHECK(big != NULL && (uintptr_t)big % NF_PAGE_SIZE == 0);
 	nf_cache_free(c, big);
@@ -191,7 +191,7 @@ TEST(cache_create_bad_arguments)
 	size_t largest = ((size_t)NF_PAGE_SIZE << 6) - ((sizeof(struct slab) + 15) & ~(size_t)15);
 	c = nf_cache_create(d, "largest", largest, 0, 0);
 	REQUIRE(c != NULL);
-	CHECK_EQ(c->capacity, 1);
+	CHECK_EQ(c->geometry.capacity, 1);
 	void *p = nf_cache_alloc(c, NF_MAYFAIL);
 	CHECK(p != NULL);
 	memset(p, 0x11, largest);
@@ -222,7 +222,7 @@ TEST(cache_alloc_distinct_aligned_inside)
 			REQUIRE(c != NULL);
 			size_t stride = nf_cache_object_size(c);
 			CHECK(stride >= size && stride % expect_align == 0);
-			size_t n = (size_t)c->capacity * 3 + 1;
+			size_t n = (size_t)c->geometry.capacity * 3 + 1;
 			if (n > MAX_OBJS)
 				n = MAX_OBJS;
 			for (size_t i = 0; i < n; i++) {
@@ -301,7 +301,7 @@ TEST(cache_same_thread_reuse)
 	 * With older slabs full: an object of the slab being allocated from comes
 	 * straight back; one of an older slab is reused without new pages.
 	 */
-	size_t n = (size_t)c->capacity * 2 + 5;
+	size_t n = (size_t)c->geometry.capacity * 2 + 5;
 	void **objs = malloc(n * sizeof *objs);
 	REQUIRE(objs != NULL);
 	for (size_t i = 0; i < n; i++)
@@ -337,7 +337,7 @@ TEST(cache_partial_slabs_reused_first)
 		nf_domain *d = new_domain(32 << 20, "partial");
 		nf_cache *c = nf_cache_create(d, "partial", sizes[si], 0, 0);
 		REQUIRE(c != NULL);
-		size_t cap = c->capacity, n = cap * 3;
+		size_t cap = c->geometry.capacity, n = cap * 3;
 		void **objs = malloc(n * sizeof *objs);
 		REQUIRE(objs != NULL);
 		for (size_t i = 0; i < n; i++)
@@ -374,7 +374,7 @@ TEST(cache_empty_slabs_go_back)
 			nf_cache *c = nf_cache_create(d, "empty", sizes[si], 0, 0);
 			REQUIRE(c != NULL);
 			size_t start = used_pages(d);
-			size_t n = (size_t)c->capacity * 20 + 3;
+			size_t n = (size_t)c->geometry.capacity * 20 + 3;
 			void **objs = malloc(n * sizeof *objs);
 			REQUIRE(objs != NULL);
 			for (size_t i = 0; i < n; i++)
@@ -418,7 +418,7 @@ TEST(cache_destroy_gives_pages_back)
 	REQUIRE(c != NULL);
 	size_t start = used_pages(d);
 	CHECK(start <= empty + 1); /* the cache struct's page, kept for the domain's caches */
-	size_t n = (size_t)c->capacity * 5 + 7;
+	size_t n = (size_t)c->geometry.capacity * 5 + 7;
 	void **objs = malloc(n * sizeof *objs);
 	REQUIRE(objs != NULL);
 	for (size_t i = 0; i < n; i++)
@@ -473,7 +473,7 @@ TEST(cache_thread_exit_shares_partial_slabs)
 		nf_cache *c = nf_cache_create(d, "exit-partial", sizes[si], 0, 0);
 		REQUIRE(c != NULL);
 		size_t start = used_pages(d);
-		struct exit_job job = { c, NULL, (size_t)c->capacity * 6, true };
+		struct exit_job job = { c, NULL, (size_t)c->geometry.capacity * 6, true };
 		job.objs = malloc(job.n * sizeof *job.objs);
 		REQUIRE(job.objs != NULL);
 		run_exit_job(&job);
@@ -510,7 +510,7 @@ TEST(cache_thread_exit_then_remote_frees)
 		REQUIRE(c != NULL);
 		size_t start = used_pages(d);
 		/* The thread exits holding every object: its full slabs stay parked with its heap. */
-		struct exit_job job = { c, NULL, (size_t)c->capacity * 4 + 1, false };
+		struct exit_job job = { c, NULL, (size_t)c->geometry.capacity * 4 + 1, false };
 		job.objs = malloc(job.n * sizeof *job.objs);
 		REQUIRE(job.objs != NULL);
 		run_exit_job(&job);
@@ -557,7 +557,7 @@ TEST(cache_remote_frees_reused_by_owner)
 	nf_domain *d = new_domain(16 << 20, "remote");
 	nf_cache *c = nf_cache_create(d, "remote", 96, 0, 0);
 	REQUIRE(c != NULL);
-	size_t n = (size_t)c->capacity * 4;
+	size_t n = (size_t)c->geometry.capacity * 4;
 	void **objs = malloc(n * sizeof *objs);
 	REQUIRE(objs != NULL);
 	for (int round = 0; round < 20; round++) {
@@ -621,7 +621,7 @@ TEST(cache_remote_frees_race_owner_exit)
 	nf_cache *c = nf_cache_create(d, "race", 256, 0, 0);
 	REQUIRE(c != NULL);
 	size_t start = used_pages(d);
-	struct race_job job = { .c = c, .n = (size_t)c->capacity * 2 + c->capacity / 2 };
+	struct race_job job = { .c = c, .n = (size_t)c->geometry.capacity * 2 + c->geometry.capacity / 2 };
 	job.objs = malloc(job.n * sizeof *job.objs);
 	REQUIRE(job.objs != NULL);
 #if defined(__SANITIZE_THREAD__)
@@ -695,16 +695,66 @@ TEST(cache_destroy_reports_live_objects)
 
 /* ---- nf_cache_pages_for ------------------------------------------------------ */
 
-TEST(cache_pages_for_is_exact_worst_case)
+/*
+ * The worst case by another method than the library's: an unbounded
+ * knapsack table over the room left for full slabs, then one usual slab.
+ */
+static size_t pages_for_by_table(const struct slab_geometry *g, size_t n)
+{
+	if (n == 0)
+		return 0;
+	size_t *most = calloc(n, sizeof *most);
+	if (!most)
+		abort();
+	for (size_t room = 1; room < n; room++) {
+		most[room] = most[room - 1];
+		if (room >= g->capacity && most[room - g->capacity] + ((size_t)1 << g->order) > most[room])
+			most[room] = most[room - g->capacity] + ((size_t)1 << g->order);
+		if (room >= g->min_capacity && most[room - g->min_capacity] + ((size_t)1 << g->min_order) > most[room])
+			most[room] = most[room - g->min_capacity] + ((size_t)1 << g->min_order);
+	}
+	size_t pages = most[n - 1] + ((size_t)1 << g->order);
+	free(most);
+	return pages;
+}
+
+TEST(cache_pages_for_matches_exhaustive_worst_case)
+{
+	static const size_t sizes[] = { 8, 64, 100, 500, 1024, 3000, 4096, 10000, 40000, 100000, 250000 };
+	nf_domain *d = new_domain(8 << 20, "pages-for-table");
+	for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+		nf_cache *c = nf_cache_create(d, "pages-for", sizes[si], 0, 0);
+		REQUIRE(c != NULL);
+		const struct slab_geometry *g = &c->geometry;
+		CHECK(g->min_order <= g->order);
+		CHECK(g->min_capacity >= 1);
+		CHECK_EQ(nf_cache_pages_for(c, 0), 0);
+		size_t last = 0, mismatches = 0;
+		for (size_t n = 1; n <= 3 * (size_t)g->capacity + 2 * g->min_capacity + 3; n++) {
+			size_t p = nf_cache_pages_for(c, n);
+			if (p != pages_for_by_table(g, n) && mismatches++ < 3)
+				fprintf(stderr, "  size %zu, %zu objects: pages_for %zu, table %zu\n", sizes[si], n, p,
+					pages_for_by_table(g, n));
+			CHECK(p >= last); /* monotonic */
+			last = p;
+		}
+		CHECK_EQ(mismatches, 0);
+		/* Huge counts saturate instead of wrapping. */
+		CHECK(nf_cache_pages_for(c, SIZE_MAX) >= nf_cache_pages_for(c, SIZE_MAX / 2));
+		nf_cache_destroy(c);
+	}
+	nf_domain_destroy(d);
+}
+
+TEST(cache_pages_for_bounds_real_allocation)
 {
 	static const size_t sizes[] = { 8, 64, 100, 500, 1024, 3000, 4096, 10000, 40000, 100000, 250000 };
 	for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
-		size_t cap = 0;
 		for (int k = 0; k < 7; k++) {
 			nf_domain *d = new_domain(32 << 20, "pages-for");
 			nf_cache *c = nf_cache_create(d, "pages-for", sizes[si], 0, 0);
 			REQUIRE(c != NULL);
-			cap = c->capacity;
+			size_t cap = c->geometry.capacity;
 			size_t counts[] = { 1, cap - 1, cap, cap + 1, 3 * cap, 5 * cap + 2, 8 * cap };
 			size_t n = counts[k];
 			if (n == 0) {
@@ -717,30 +767,95 @@ TEST(cache_pages_for_is_exact_worst_case)
 			REQUIRE(objs != NULL);
 			for (size_t i = 0; i < n; i++)
 				objs[i] = nf_cache_alloc(c, 0);
+			nf_domain_drain(d);
 			size_t growth = used_pages(d) - before;
-			size_t bound = nf_cache_pages_for(c, n);
-			if (growth > bound || (n % cap == 0 && growth != bound))
-				fprintf(stderr, "  size %zu, %zu objects: %zu pages taken, pages_for says %zu\n",
-					sizes[si], n, growth, bound);
-			CHECK(growth <= bound);
-			if (n % cap == 0)
-				CHECK_EQ(growth, bound);
+			CHECK(growth <= nf_cache_pages_for(c, n));
+			/* Pages to spare: only usual slabs, each filled before the next. */
+			CHECK_EQ(growth, ((n + cap - 1) / cap) << c->geometry.order);
 			for (size_t i = 0; i < n; i++)
 				nf_cache_free(c, objs[i]);
 			free(objs);
-			/* Monotonic, and 0 for nothing. */
-			CHECK_EQ(nf_cache_pages_for(c, 0), 0);
-			size_t last = 0;
-			for (size_t m = 1; m <= 10 * cap + 3; m++) {
-				size_t p = nf_cache_pages_for(c, m);
-				CHECK(p >= last);
-				CHECK(p >= 1);
-				last = p;
-			}
 			nf_cache_destroy(c);
 			nf_domain_destroy(d);
 		}
 	}
+}
+
+/*
+ * The bound is reached: a domain fragmented into single pages makes the
+ * cache fall back to one-page slabs, then a usual-sized block frees up
+ * just as the last slab is needed.
+ */
+TEST(cache_pages_for_is_reached_when_pages_fragment)
+{
+	nf_domain *d = new_domain(4 << 20, "fragmented");
+	nf_cache *c = nf_cache_create(d, "fragments", 64, 0, 0);
+	REQUIRE(c != NULL);
+	const struct slab_geometry *g = &c->geometry;
+	REQUIRE(g->min_order == 0 && g->order == 3);
+	size_t n = g->capacity;
+	size_t fallback_slabs = (n - 1) / g->min_capacity;
+	REQUIRE(nf_cache_pages_for(c, n) == fallback_slabs + 8);
+
+	/* Take every page, then give back the odd ones: no two free pages are buddies. */
+	size_t held_count = 0;
+	static void *held[1024];
+	for (void *p; held_count < 1024 && (p = nf_pages_alloc(d, 0, NF_MEMALLOC | NF_MAYFAIL)) != NULL;)
+		held[held_count++] = p;
+	REQUIRE(held_count > 64);
+	/* Keep one aligned group of 8 whole, to free as one block later. */
+	size_t group = SIZE_MAX;
+	for (size_t i = 0; i < held_count && group == SIZE_MAX; i++) {
+		size_t index = domain_page_index(d, held[i]);
+		if (index % 8)
+			continue;
+		size_t found = 0;
+		for (size_t j = 0; j < held_count; j++)
+			found += domain_page_index(d, held[j]) / 8 == index / 8;
+		if (found == 8)
+			group = index / 8;
+	}
+	REQUIRE(group != SIZE_MAX);
+	for (size_t i = 0; i < held_count; i++) {
+		size_t index = domain_page_index(d, held[i]);
+		if (index % 2 && index / 8 != group) {
+			nf_pages_free(d, held[i], 0);
+			held[i] = NULL;
+		}
+	}
+	nf_domain_drain(d);
+
+	size_t before = used_pages(d);
+	void **objs = malloc(n * sizeof *objs);
+	REQUIRE(objs != NULL);
+	size_t first_part = fallback_slabs * g->min_capacity;
+	for (size_t i = 0; i < first_part; i++)
+		REQUIRE((objs[i] = nf_cache_alloc(c, NF_MAYFAIL)) != NULL);
+	nf_domain_drain(d);
+	CHECK_EQ(used_pages(d) - before, fallback_slabs);
+
+	for (size_t i = 0; i < held_count; i++) {
+		if (held[i] && domain_page_index(d, held[i]) / 8 == group) {
+			nf_pages_free(d, held[i], 0);
+			held[i] = NULL;
+		}
+	}
+	nf_domain_drain(d);
+	before = used_pages(d);
+	for (size_t i = first_part; i < n; i++)
+		REQUIRE((objs[i] = nf_cache_alloc(c, NF_MAYFAIL)) != NULL);
+	nf_domain_drain(d);
+	CHECK_EQ(used_pages(d) - before, 8); /* the freed group became one usual slab */
+	CHECK_EQ(fallback_slabs + (used_pages(d) - before), nf_cache_pages_for(c, n));
+
+	for (size_t i = 0; i < n; i++)
+		nf_cache_free(c, objs[i]);
+	free(objs);
+	for (size_t i = 0; i < held_count; i++)
+		if (held[i])
+			nf_pages_free(d, held[i], 0);
+	nf_cache_destroy(c);
+	nf_domain_destroy(d);
 }
 
 /* ---- many threads, cross-thread frees --------------------------------------- */
@@ -898,8 +1013,8 @@ TEST(reserve_slabs_only_for_memalloc)
 	CHECK_EQ(errno, EAGAIN);
 	CHECK(nf_cache_alloc(c, NF_NOMEMALLOC | NF_MAYFAIL) == NULL);
 
-	/* Memalloc callers get objects from reserve slabs. */
-	size_t m = (size_t)c->capacity * 3;
+	/* Memalloc callers get objects from reserve slabs (of one page, if the reserve is fragmented). */
+	size_t m = (size_t)c->geometry.min_capacity * 3;
 	void **reserve = malloc(m * sizeof *reserve);
 	REQUIRE(reserve != NULL);
 	for (size_t i = 0; i < m; i++) {
@@ -907,7 +1022,8 @@ TEST(reserve_slabs_only_for_memalloc)
 		REQUIRE(reserve[i] != NULL);
 		CHECK(nf_debug_from_reserve(reserve[i]));
 	}
-	CHECK_EQ(reserve_in_use(d), 3 * slab_pages(c));
+	size_t in_reserve = reserve_in_use(d);
+	CHECK(in_reserve >= 1 && in_reserve <= 3 * slab_pages(c));
 	CHECK(nf_cache_alloc(c, NF_MAYFAIL) == NULL);
 
 	/* A memalloc caller frees some reserve objects: ordinary callers still get none of them. */
@@ -929,7 +1045,7 @@ TEST(reserve_slabs_only_for_memalloc)
 		REQUIRE(reserve[i] != NULL);
 		CHECK(nf_debug_from_reserve(reserve[i]));
 	}
-	CHECK_EQ(reserve_in_use(d), 3 * slab_pages(c));
+	CHECK_EQ(reserve_in_use(d), in_reserve);
 
 	/* Ordinary objects freed: ordinary callers get those, still never reserve ones. */
 	for (size_t i = 0; i < n; i += 3) {
