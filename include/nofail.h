@@ -161,6 +161,81 @@ size_t nf_malloc_pages_for(size_t size, size_t n);
 bool   nf_debug_from_reserve(const void *p);
 
 /* ------------------------------------------------------------------ */
+/* Reservations                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Reserve up front, then never fail. nf_reserve grants the current task
+ * `pages` tokens in d, all or none: accounting only, no page is touched.
+ * While the task holds tokens, each of its allocations in d that needs new
+ * pages (pages, new slabs, malloc, mempool backends) spends them instead of
+ * competing for free pages: it skips the watermarks, never waits and never
+ * fails. Objects from slabs that are already there spend nothing.
+ *
+ * Admission: granted at once when nobody is queued, the outstanding tokens
+ * stay within the domain's reserve_cap_pages and the pages above the min
+ * watermark not already promised cover the request. Otherwise the request
+ * queues first come, first served: a later, smaller request never overtakes
+ * it. flags: 0 waits (as long as it takes), NF_MAYFAIL returns -ENOMEM
+ * instead of queueing, NF_NOWAIT returns -ENOMEM without trying to free
+ * anything.
+ *
+ * The rule: reserve once, up front. A task that already holds tokens (in
+ * any domain), or code running inside reclaim or a memalloc scope, gets
+ * -EDEADLK from a request that cannot be granted at once: its waiting
+ * could hold up the very frees it waits for.
+ *
+ * Returns 0, -ENOMEM, -EDEADLK, -ETIMEDOUT (nf_reserve_timeout) or -EINVAL
+ * (NULL or dead domain, 0 pages, more than the cap, unknown flags; with a
+ * line on stderr).
+ */
+int    nf_reserve(nf_domain *d, size_t pages, unsigned flags);
+/* The same, counted under `label` in the statistics (peak use, percentiles, overruns). */
+int    nf_reserve_labeled(nf_domain *d, size_t pages, unsigned flags, const char *label);
+/* Waits at most timeout_ns for admission, then -ETIMEDOUT: admission control for servers. */
+int    nf_reserve_timeout(nf_domain *d, size_t pages, unsigned flags, uint64_t timeout_ns);
+/*
+ * Gives back the current task's unspent tokens in d and wakes the queue.
+ * Without a reservation: a message on stderr, nothing else happens.
+ */
+void   nf_unreserve(nf_domain *d);
+/* The current task's unspent tokens in d. */
+size_t nf_reserved(nf_domain *d);
+
+/* ------------------------------------------------------------------ */
+/* Tasks                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A task is the unit that holds reservations. Every thread runs as its own
+ * implicit task until it enters an explicit one; an explicit task carries
+ * its reservations from thread to thread, for pipelines that pass one
+ * request between workers. At most one thread may be inside a task at once.
+ *
+ *   nf_task *prev = nf_task_enter(t);
+ *   ... allocations here spend t's tokens ...
+ *   nf_task_leave(prev);
+ */
+typedef struct nf_task nf_task;
+/* Callbacks for the OOM killer (it chooses a victim task, tells it to stop, reaps it); may be NULL. */
+typedef struct nf_task_ops {
+	void   (*on_kill)(nf_task *t, void *data);  /* the task was chosen: make it stop soon */
+	size_t (*reap)(nf_task *t, void *data);     /* free what can be freed without blocking; pages freed */
+	void *data;
+} nf_task_ops;
+
+/* ops may be NULL. The task's struct comes from d's budget. NULL + EINVAL on bad arguments. */
+nf_task *nf_task_create(nf_domain *d, const char *name, const nf_task_ops *ops);
+/* Gives back any tokens t still holds; t must not be entered by any thread. */
+void     nf_task_destroy(nf_task *t);
+/* Makes t the calling thread's task; returns the previous one (NULL: the thread's own). */
+nf_task *nf_task_enter(nf_task *t);
+void     nf_task_leave(nf_task *prev);
+/* The explicit task the calling thread is in, or NULL. */
+nf_task *nf_task_current(void);
+const char *nf_task_name(const nf_task *t);
+
+/* ------------------------------------------------------------------ */
 /* Scopes and reclaim classes                                          */
 /* ------------------------------------------------------------------ */
 
@@ -223,7 +298,30 @@ typedef struct nf_stats {
 	uint64_t waiting;          /* allocations waiting now */
 	uint64_t wait_ns_total;
 	uint64_t wait_ns_max;
+	/* reservations */
+	size_t reserved_pages;     /* tokens outstanding now */
+	size_t reserve_cap_pages;
+	uint64_t reservations;     /* granted */
+	uint64_t reserve_failures; /* -ENOMEM, -ETIMEDOUT, -EDEADLK */
+	uint64_t reserve_waits;    /* requests that queued */
+	uint64_t reserve_waiting;  /* queued now */
+	uint64_t reserve_wait_ns_max;
+	uint64_t token_pages;      /* pages allocated by spending tokens */
+	uint64_t overruns;         /* allocations past a reservation's tokens */
 } nf_stats;
+
+/* What one reservation label saw: use is the pages a reservation spent, overruns included. */
+typedef struct nf_reserve_label_stats {
+	char label[48];
+	uint64_t reservations;
+	uint64_t overruns;         /* reservations that allocated past their tokens */
+	size_t reserved_max;       /* largest reservation */
+	size_t used_max;
+	size_t used_p50, used_p90, used_p99;  /* upper bounds, within a quarter */
+} nf_reserve_label_stats;
+
+/* Fills up to max entries (the first labels seen, 32 at most per domain); returns how many there are. */
+size_t nf_stats_reserve_labels(nf_domain *d, nf_reserve_label_stats *out, size_t max);
 
 #define NF_STATS_TEXT 0u
 #define NF_STATS_JSON 1u

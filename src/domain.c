@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 
 #include "buddy.h"
+#include "reserve.h"
 #include "slab.h"
 #include "domain.h"
 #include "thread.h"
@@ -204,6 +205,7 @@ void nf_domain_destroy(nf_domain *d)
 	domains_lock();
 	domain_unregister(d);
 	pthread_mutex_lock(&d->lock);
+	reserve_forget_domain(d);
 	uint64_t ignored_allocs = 0, ignored_frees = 0;
 	size_t cached = thread_pages_cached(d, &ignored_allocs, &ignored_frees);
 	size_t in_use = d->budget_pages - d->meta_pages - d->free_pages - d->isolated_pages - cached -

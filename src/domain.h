@@ -24,6 +24,8 @@
 
 struct thread_pages;
 struct page_waiter;
+struct reserve_waiter;
+struct reserve_labels;
 
 struct free_area {
 	uint32_t head;       /* page index of the first free block, NF_NO_PAGE if none */
@@ -56,6 +58,13 @@ struct nf_domain {
 	struct thread_pages *pcp_list;   /* registered thread page lists */
 	unsigned pcp_threads;
 	uint64_t drain_seq;          /* bumped to ask thread lists to drain */
+
+	/* reservations (reserve.c): tokens promised, and requests waiting for theirs, in order */
+	size_t reserved_pages;
+	struct reserve_waiter *reserve_head, *reserve_tail;
+	struct reserve_labels *reserve_labels;   /* taken from the domain on the first labelled request */
+	uint64_t reservations, reserve_failures, reserve_waits, reserve_waiting, reserve_wait_ns_max;
+	uint64_t token_pages, overruns;
 
 	/* statistics of the locked paths and of threads that have exited */
 	uint64_t allocations, frees;

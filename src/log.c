@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static void log_va(const char *fmt, va_list ap)
@@ -27,6 +28,20 @@ void nf_log(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_va(fmt, ap);
 	va_end(ap);
+}
+
+bool nf_debug_enabled(const char *what)
+{
+	const char *words = getenv("NOFAIL_DEBUG");
+	size_t length = strlen(what);
+	for (const char *at = words; at && *at;) {
+		const char *end = strchr(at, ',');
+		size_t n = end ? (size_t)(end - at) : strlen(at);
+		if (n == length && strncmp(at, what, n) == 0)
+			return true;
+		at = end ? end + 1 : NULL;
+	}
+	return false;
 }
 
 void nf_die(const char *fmt, ...)

@@ -13,6 +13,8 @@
 NF_HIDDEN void nf_log(const char *fmt, ...) NF_PRINTF(1, 2);
 /* The same, then abort(): for misuse that would corrupt memory if it went on. */
 NF_HIDDEN _Noreturn void nf_die(const char *fmt, ...) NF_PRINTF(1, 2);
+/* Whether NOFAIL_DEBUG (comma-separated words) names `what`, e.g. NOFAIL_DEBUG=overrun. Read per call: slow paths only. */
+NF_HIDDEN bool nf_debug_enabled(const char *what);
 /* Formats "symbol+0xoff (0xaddr)" for a code address into buf. */
 NF_HIDDEN const char *nf_describe_address(const void *addr, char *buf, unsigned len);
 

@@ -5,9 +5,12 @@
  *
  * Who may take what (invariant, checked under d->lock): after an
  * allocation, free pages on the buddy lists stay at or above the caller's
- * floor: min for ordinary callers, min/2 for NF_HIGH, 0 for NF_MEMALLOC or
- * the memalloc scope. Pages on thread lists were taken above min, so an
- * ordinary caller never brings the domain below min.
+ * floor plus the tokens outstanding (pages promised to reservations): the
+ * floor is min for ordinary callers, min/2 for NF_HIGH, 0 for NF_MEMALLOC
+ * or the memalloc scope. Pages on thread lists were taken above that, so
+ * an ordinary caller never brings the domain below it. A task holding
+ * tokens takes its promised pages whatever the floor says, and the tokens
+ * go down with the free pages.
  */
 #include <errno.h>
 #include <string.h>
@@ -15,6 +18,8 @@
 
 #include "buddy.h"
 #include "page_wait.h"
+#include "reserve.h"
+#include "task.h"
 #include "clock.h"
 #include "domain.h"
 #include "thread.h"
@@ -60,26 +65,71 @@ static void warn_large_blocking(const nf_domain *d, unsigned order, const void *
 /* Takes the block for the request if the floor allows; d->lock held. */
 static uint32_t take_above_floor(nf_domain *d, unsigned order, size_t floor, bool *released)
 {
-	if (d->free_pages < floor + ((size_t)1 << order))
+	if (d->free_pages < reserve_floor(d, floor) + ((size_t)1 << order))
 		return NF_NO_PAGE;
 	return buddy_take(d, order, released);
 }
 
-/* Order 0 through the thread's list: refill a batch if it is empty, then pop; d->lock held. */
-static uint32_t take_through_list(nf_domain *d, struct thread_pages *tp)
+static uint32_t pop_list(struct thread_pages *tp, nf_domain *d)
 {
-	if (tp->head == NF_NO_PAGE) {
-		if (d->free_pages < d->min_pages + d->pcp_batch)
-			return NF_NO_PAGE;
-		if (thread_pages_refill(d, tp, d->pcp_batch) == 0)
-			return NF_NO_PAGE;
-	}
 	uint32_t index = tp->head;
 	struct nf_page *page = &d->pages[index];
 	tp->head = page->next;
 	atomic_store_explicit(&tp->count, OWNER_READ(tp->count) - 1, memory_order_relaxed);
 	page_set_state(page, PAGE_USED);
 	return index;
+}
+
+static void spend(nf_domain *d, struct reservation *r, size_t pages)
+{
+	NF_ASSERT(r->tokens >= pages && d->reserved_pages >= pages);
+	r->tokens -= pages;
+	r->spent += pages;
+	d->reserved_pages -= pages;
+	d->token_pages += pages;
+}
+
+/*
+ * The task's promised pages: taken whatever the floor, never waiting.
+ * Order 0 fills the thread's empty list with up to a batch of them (the
+ * fast path then serves them as it serves any page), so a token-backed
+ * page costs what an ordinary one does. NF_NO_PAGE if the tokens fall
+ * short, or no block of this order is free (larger orders, fragmented);
+ * the invariant makes order 0 always succeed. d->lock held.
+ */
+static uint32_t take_with_tokens(nf_domain *d, struct reservation *r, struct thread_pages *tp, unsigned order,
+				 bool *released)
+{
+	size_t pages = (size_t)1 << order;
+	if (r->tokens < pages)
+		return NF_NO_PAGE;
+	if (order == 0 && tp && tp->head == NF_NO_PAGE) {
+		unsigned want = r->tokens < d->pcp_batch ? (unsigned)r->tokens : d->pcp_batch;
+		unsigned got = thread_pages_refill(d, tp, want);
+		NF_ASSERT(got > 0);
+		if (got == 0)
+			return NF_NO_PAGE;
+		spend(d, r, got);
+		r->on_list = got;
+		return pop_list(tp, d);
+	}
+	uint32_t index = buddy_take(d, order, released);
+	NF_ASSERT(index != NF_NO_PAGE || order > 0);
+	if (index != NF_NO_PAGE)
+		spend(d, r, pages);
+	return index;
+}
+
+/* Order 0 through the thread's list: refill a batch if it is empty, then pop; d->lock held. */
+static uint32_t take_through_list(nf_domain *d, struct thread_pages *tp)
+{
+	if (tp->head == NF_NO_PAGE) {
+		if (d->free_pages < reserve_floor(d, d->min_pages) + d->pcp_batch)
+			return NF_NO_PAGE;
+		if (thread_pages_refill(d, tp, d->pcp_batch) == 0)
+			return NF_NO_PAGE;
+	}
+	return pop_list(tp, d);
 }
 
 /* The calling thread's list for d if it has one already; never registers one. */
@@ -154,11 +204,20 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 	 */
 	struct thread_pages *tp = order == 0 ? thread_pages_attach(d) : own_list(d);
 	uint64_t wait_start = 0;
-	bool released = false;
+	bool released = false, with_tokens = false;
 	uint32_t index;
 
+	struct reservation *r = task_reservation(d);
 	pthread_mutex_lock(&d->lock);
 	honour_drain_request(d, tp);
+	if (r) {
+		index = take_with_tokens(d, r, tp, order, &released);
+		with_tokens = index != NF_NO_PAGE;
+		if (with_tokens)
+			goto got_block;
+		if (r->tokens < pages)
+			reservation_overrun(d, r, caller);
+	}
 	for (;;) {
 		/* First come, first served: with others waiting, an ordinary caller queues behind them. */
 		bool queued = page_wait_must_queue(d, floor);
@@ -187,16 +246,20 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 		index = page_wait(d, order, floor, &released);
 		break;
 	}
+got_block:
 	d->allocations++;
+	if (r)
+		r->pages_taken += pages;
 	if (below_min)
-		*below_min = d->free_pages < d->min_pages;
+		*below_min = d->free_pages < reserve_floor(d, d->min_pages);
 	account_wait(d, wait_start);
 	/*
 	 * A block taken here leaves the floor intact; a granted one did when
 	 * page_wait_grant handed it over, and callers with a lower floor
 	 * (NF_HIGH, NF_MEMALLOC) may have gone further since.
 	 */
-	NF_ASSERT(wait_start || d->free_pages >= floor);
+	NF_ASSERT(wait_start || with_tokens || d->free_pages >= reserve_floor(d, floor));
+	reserve_check(d);
 	pthread_mutex_unlock(&d->lock);
 
 	void *p = domain_page_address(d, index);
@@ -304,7 +367,7 @@ static __attribute__((noinline)) void pages_free_slow(nf_domain *d, void *p, uns
 		buddy_give(d, index, order, false, nf_now_ns());
 		d->frees++;
 	}
-	page_wait_grant(d);
+	pages_returned(d);
 	trim_note_free(d);
 	pthread_mutex_unlock(&d->lock);
 }

@@ -3,6 +3,7 @@
 
 #include "buddy.h"
 #include "clock.h"
+#include "reserve.h"
 
 /* Bound on one sleep of a waiting allocation. */
 #define WAIT_RECHECK_NS (100u * 1000u * 1000u)
@@ -11,13 +12,13 @@ void page_wait_grant(nf_domain *d)
 {
 	struct page_waiter *w;
 	while ((w = d->waiters_head) != NULL) {
-		if (d->free_pages < w->floor + ((size_t)1 << w->order))
+		if (d->free_pages < reserve_floor(d, w->floor) + ((size_t)1 << w->order))
 			return;
 		bool released;
 		uint32_t index = buddy_take(d, w->order, &released);
 		if (index == NF_NO_PAGE)
 			return; /* enough pages, but not contiguous: wait for merges */
-		NF_ASSERT(d->free_pages >= w->floor);
+		NF_ASSERT(d->free_pages >= reserve_floor(d, w->floor));
 		w->granted = index;
 		w->released = released;
 		d->waiters_head = w->next;
@@ -25,6 +26,13 @@ void page_wait_grant(nf_domain *d)
 			d->waiters_tail = NULL;
 		pthread_cond_signal(&w->wake);
 	}
+}
+
+void pages_returned(nf_domain *d)
+{
+	/* Whole reservations first: each one lets a task run to its end and free everything. */
+	reserve_grant_waiters(d);
+	page_wait_grant(d);
 }
 
 bool page_wait_must_queue(const nf_domain *d, size_t floor)

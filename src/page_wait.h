@@ -26,6 +26,8 @@ struct page_waiter {
 
 /* Hands free blocks to waiters in order; d->lock held. Call after pages come back. */
 NF_HIDDEN void page_wait_grant(nf_domain *d);
+/* Pages came back (freed, drained, trimmed): serve queued reservations, then queued allocations; d->lock held. */
+NF_HIDDEN void pages_returned(nf_domain *d);
 /* True if an ordinary allocation must queue behind waiters instead of taking pages; d->lock held. */
 NF_HIDDEN bool page_wait_must_queue(const nf_domain *d, size_t floor);
 /* Queues and sleeps until a block of 2^order pages is granted; d->lock held, returns its index. */

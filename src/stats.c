@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "domain.h"
+#include "reserve.h"
 #include "thread_pages.h"
 
 static const char *const fail_reason_names[NF_FAIL_REASONS] = { "nowait", "mayfail", "invalid" };
@@ -31,13 +32,23 @@ void nf_stats_get(nf_domain *d, nf_stats *out)
 	out->min_pages = d->min_pages;
 	out->low_pages = d->low_pages;
 	out->high_pages = d->high_pages;
-	out->reserve_in_use = d->free_pages < d->min_pages ? d->min_pages - d->free_pages : 0;
+	size_t reserve_floor_pages = reserve_floor(d, d->min_pages);
+	out->reserve_in_use = d->free_pages < reserve_floor_pages ? reserve_floor_pages - d->free_pages : 0;
 	out->released_pages = d->released_pages;
 	memcpy(out->failures, d->failures, sizeof out->failures);
 	out->waits = d->waits;
 	out->waiting = d->waiting;
 	out->wait_ns_total = d->wait_ns_total;
 	out->wait_ns_max = d->wait_ns_max;
+	out->reserved_pages = d->reserved_pages;
+	out->reserve_cap_pages = d->reserve_cap_pages;
+	out->reservations = d->reservations;
+	out->reserve_failures = d->reserve_failures;
+	out->reserve_waits = d->reserve_waits;
+	out->reserve_waiting = d->reserve_waiting;
+	out->reserve_wait_ns_max = d->reserve_wait_ns_max;
+	out->token_pages = d->token_pages;
+	out->overruns = d->overruns;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -83,7 +94,7 @@ static void print_json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void print_json(FILE *f, const nf_stats *s)
+static void print_json(FILE *f, const nf_stats *s, const nf_reserve_label_stats *labels, size_t label_count)
 {
 	fputs("{\"name\":", f);
 	print_json_string(f, s->name);
@@ -98,12 +109,29 @@ static void print_json(FILE *f, const nf_stats *s)
 		(unsigned long long)s->allocations, (unsigned long long)s->frees);
 	for (int r = 0; r < NF_FAIL_REASONS; r++)
 		fprintf(f, "%s\"%s\":%llu", r ? "," : "", fail_reason_names[r], (unsigned long long)s->failures[r]);
-	fprintf(f, "},\"waits\":{\"count\":%llu,\"waiting\":%llu,\"total_ns\":%llu,\"longest_ns\":%llu}}\n",
+	fprintf(f, "},\"waits\":{\"count\":%llu,\"waiting\":%llu,\"total_ns\":%llu,\"longest_ns\":%llu},",
 		(unsigned long long)s->waits, (unsigned long long)s->waiting, (unsigned long long)s->wait_ns_total,
 		(unsigned long long)s->wait_ns_max);
+	fprintf(f, "\"reservations\":{\"reserved_pages\":%zu,\"cap_pages\":%zu,\"granted\":%llu,\"failed\":%llu,"
+		   "\"waits\":%llu,\"waiting\":%llu,\"longest_wait_ns\":%llu,\"token_pages\":%llu,\"overruns\":%llu,"
+		   "\"labels\":[",
+		s->reserved_pages, s->reserve_cap_pages, (unsigned long long)s->reservations,
+		(unsigned long long)s->reserve_failures, (unsigned long long)s->reserve_waits,
+		(unsigned long long)s->reserve_waiting, (unsigned long long)s->reserve_wait_ns_max,
+		(unsigned long long)s->token_pages, (unsigned long long)s->overruns);
+	for (size_t i = 0; i < label_count; i++) {
+		const nf_reserve_label_stats *l = &labels[i];
+		fputs(i ? ",{\"label\":" : "{\"label\":", f);
+		print_json_string(f, l->label);
+		fprintf(f, ",\"reservations\":%llu,\"overruns\":%llu,\"reserved_max\":%zu,\"used_max\":%zu,"
+			   "\"used_p50\":%zu,\"used_p90\":%zu,\"used_p99\":%zu}",
+			(unsigned long long)l->reservations, (unsigned long long)l->overruns, l->reserved_max, l->used_max,
+			l->used_p50, l->used_p90, l->used_p99);
+	}
+	fputs("]}}\n", f);
 }
 
-static void print_text(FILE *f, const nf_stats *s)
+static void print_text(FILE *f, const nf_stats *s, const nf_reserve_label_stats *labels, size_t label_count)
 {
 	fprintf(f, "domain %s: budget %zu bytes (%zu pages, %zu of them metadata)\n", s->name, s->budget_bytes,
 		s->budget_pages, s->meta_pages);
@@ -120,6 +148,19 @@ static void print_text(FILE *f, const nf_stats *s)
 		fprintf(f, " %s %llu", fail_reason_names[r], (unsigned long long)s->failures[r]);
 	fprintf(f, "\n  waits: %llu (%llu now), %.3f ms in all, longest %.3f ms\n", (unsigned long long)s->waits,
 		(unsigned long long)s->waiting, (double)s->wait_ns_total / 1e6, (double)s->wait_ns_max / 1e6);
+	fprintf(f, "  reservations: %zu pages reserved now (cap %zu); %llu granted, %llu failed, %llu waited (%llu now),"
+		   " longest wait %.3f ms; %llu pages taken with tokens, %llu overruns\n",
+		s->reserved_pages, s->reserve_cap_pages, (unsigned long long)s->reservations,
+		(unsigned long long)s->reserve_failures, (unsigned long long)s->reserve_waits,
+		(unsigned long long)s->reserve_waiting, (double)s->reserve_wait_ns_max / 1e6,
+		(unsigned long long)s->token_pages, (unsigned long long)s->overruns);
+	for (size_t i = 0; i < label_count; i++) {
+		const nf_reserve_label_stats *l = &labels[i];
+		fprintf(f, "    %s: %llu reservations (largest %zu pages), used p50 %zu p90 %zu p99 %zu max %zu pages,"
+			   " %llu overran\n",
+			l->label, (unsigned long long)l->reservations, l->reserved_max, l->used_p50, l->used_p90,
+			l->used_p99, l->used_max, (unsigned long long)l->overruns);
+	}
 }
 
 void nf_stats_print(nf_domain *d, FILE *f, unsigned fmt)
@@ -135,8 +176,12 @@ void nf_stats_print(nf_domain *d, FILE *f, unsigned fmt)
 	}
 	nf_stats s;
 	nf_stats_get(d, &s);
+	nf_reserve_label_stats labels[32];
+	size_t label_count = nf_stats_reserve_labels(d, labels, 32);
+	if (label_count > 32)
+		label_count = 32;
 	if (fmt == NF_STATS_JSON)
-		print_json(f, &s);
+		print_json(f, &s, labels, label_count);
 	else
-		print_text(f, &s);
+		print_text(f, &s, labels, label_count);
 }

@@ -39,6 +39,8 @@ static void thread_exit(void *context)
 	 * destruction clears the slot while holding the same lock.
 	 */
 	domains_lock();
+	/* Tokens first: an exiting thread's own task can spend nothing more. */
+	task_thread_exit(&self->own);
 	for (int slot = 0; slot < NF_PCP_SLOTS; slot++) {
 		struct thread_pages *tp = &self->pages[slot];
 		if (tp->domain)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "nofail.h"
+#include "task.h"
 #include "thread_pages.h"
 
 struct heap;
@@ -16,6 +17,8 @@ struct heap;
 struct nf_thread {
 	struct heap *heap;                   /* owner of this thread's slabs; heap_empty until needed */
 	nf_scope_t scope;
+	struct nf_task *task;                /* the explicit task entered, NULL: the thread's own */
+	struct task_reservations own;        /* the thread's own (implicit) task's tokens */
 	bool exit_hook;                      /* the destructor is registered */
 	bool exiting;                        /* the destructor has run */
 	struct thread_pages pages[NF_PCP_SLOTS];

@@ -90,7 +90,7 @@ void thread_pages_drain(nf_domain *d, struct thread_pages *tp, unsigned n)
 		buddy_give(d, index, 0, false, now);
 	}
 	atomic_store_explicit(&tp->count, count - n, memory_order_relaxed);
-	page_wait_grant(d);
+	pages_returned(d);
 }
 
 static void unlink_list(nf_domain *d, struct thread_pages *tp)

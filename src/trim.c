@@ -14,6 +14,7 @@
 #include "page_wait.h"
 #include "clock.h"
 #include "trim.h"
+#include "reserve.h"
 
 /* The background trimmer leaves blocks under 16 KiB alone: not worth a system call. */
 #define BACKGROUND_MIN_ORDER 2
@@ -47,7 +48,8 @@ static unsigned isolate_batch(nf_domain *d, unsigned min_order, uint64_t older_t
 		while (index != NF_NO_PAGE && n < BATCH) {
 			struct nf_page *page = &d->pages[index];
 			uint32_t next = page->next;
-			if (resident_free(d) < d->high_pages + pages)
+			/* Promised pages must stay on the lists too: a token spender takes them without waiting. */
+			if (resident_free(d) < d->high_pages + pages || d->free_pages < reserve_floor(d, d->high_pages) + pages)
 				break; /* too big for what may go; try smaller blocks */
 			if (!(page->flags & PAGE_RELEASED)) {
 				if (page->free_since_ns > older_than) {
@@ -92,7 +94,7 @@ static size_t trim_run(nf_domain *d, unsigned min_order, uint64_t min_age_ns, bo
 			buddy_give(d, batch[i].index, batch[i].order, true, batch[i].free_since_ns);
 			released += pages;
 		}
-		page_wait_grant(d);
+		pages_returned(d);
 		pthread_mutex_unlock(&d->lock);
 	}
 }

@@ -1,0 +1,363 @@
+/*
+ * reserve.c - reservations: all-or-nothing admission, first come first
+ * served, of tokens that the task's allocations spend later (see
+ * reserve.h for the invariant, task.h for where tokens live).
+ *
+ * Admission is accounting only: a grant raises d->reserved_pages under the
+ * domain lock and never touches a page. A request that does not fit queues
+ * behind earlier ones; whoever returns pages or tokens serves the queue in
+ * order and stops at the first request that does not fit, so a large
+ * request is never overtaken by a stream of small ones. Waiting keeps
+ * asking the layers above to give memory back, and every sleep is bounded
+ * and followed by a re-check, so a lost wake-up costs a delay, not a hang.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reserve.h"
+#include "clock.h"
+#include "task.h"
+#include "thread.h"
+
+/* Bound on one sleep of a queued request; between sleeps it pushes reclaim again. */
+#define RESERVE_RECHECK_NS (10u * 1000u * 1000u)
+
+static bool fits(const nf_domain *d, size_t pages)
+{
+	return d->reserved_pages + pages <= d->reserve_cap_pages &&
+	       d->free_pages >= d->min_pages + d->reserved_pages + pages;
+}
+
+void reserve_check(const nf_domain *d)
+{
+	/* Promised pages are free pages: even inside the emergency reserve, nobody takes those. */
+	NF_ASSERT(d->free_pages >= d->reserved_pages);
+	NF_ASSERT(d->reserved_pages <= d->reserve_cap_pages);
+	(void)d;
+}
+
+void reserve_grant_waiters(nf_domain *d)
+{
+	struct reserve_waiter *w;
+	while ((w = d->reserve_head) != NULL && fits(d, w->pages)) {
+		d->reserved_pages += w->pages;
+		w->granted = true;
+		d->reserve_head = w->next;
+		if (!d->reserve_head)
+			d->reserve_tail = NULL;
+		pthread_cond_signal(&w->wake);
+	}
+	reserve_check(d);
+}
+
+static void enqueue(nf_domain *d, struct reserve_waiter *w)
+{
+	w->next = NULL;
+	if (d->reserve_tail)
+		d->reserve_tail->next = w;
+	else
+		d->reserve_head = w;
+	d->reserve_tail = w;
+}
+
+/* A request that gives up (timeout) leaves the queue; those behind it may fit now. */
+static void dequeue(nf_domain *d, struct reserve_waiter *w)
+{
+	struct reserve_waiter **link = &d->reserve_head, *prev = NULL;
+	while (*link && *link != w) {
+		prev = *link;
+		link = &(*link)->next;
+	}
+	if (!*link)
+		return;
+	*link = w->next;
+	if (d->reserve_tail == w)
+		d->reserve_tail = prev;
+	reserve_grant_waiters(d);
+}
+
+/*
+ * Asks what sits on top of the free lists to come back: the caller's own
+ * page list now, other threads' lists on their next slow path, heaps' kept
+ * slabs. (Shrinkers will be called from here once reclaim exists.) d->lock held.
+ */
+static void push_reclaim(nf_domain *d)
+{
+	if (d->pcp_slot >= 0) {
+		struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
+		if (tp->domain == d && OWNER_READ(tp->count))
+			thread_pages_drain(d, tp, OWNER_READ(tp->count));
+	}
+	d->drain_seq++;
+	atomic_fetch_add_explicit(&nf_memory_pressure_seq, 1, memory_order_relaxed);
+}
+
+/* Queues and sleeps until granted or past the deadline (0: none); d->lock held. */
+static int wait_for_grant(nf_domain *d, size_t pages, uint64_t deadline_ns)
+{
+	struct reserve_waiter w = { .pages = pages };
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.wake, &attr);
+	pthread_condattr_destroy(&attr);
+
+	uint64_t start = nf_now_ns();
+	int result = 0;
+	enqueue(d, &w);
+	d->reserve_waits++;
+	d->reserve_waiting++;
+	reserve_grant_waiters(d);
+	while (!w.granted) {
+		uint64_t now = nf_now_ns();
+		if (deadline_ns && now >= deadline_ns) {
+			dequeue(d, &w);
+			result = -ETIMEDOUT;
+			break;
+		}
+		push_reclaim(d);
+		uint64_t sleep_ns = RESERVE_RECHECK_NS;
+		if (deadline_ns && deadline_ns - now < sleep_ns)
+			sleep_ns = deadline_ns - now;
+		struct timespec until = nf_deadline_after(sleep_ns);
+		pthread_cond_timedwait(&w.wake, &d->lock, &until);
+		/* The progress re-check: serve the queue ourselves in case a wake-up was missed. */
+		if (!w.granted)
+			reserve_grant_waiters(d);
+	}
+	d->reserve_waiting--;
+	uint64_t waited = nf_now_ns() - start;
+	if (waited > d->reserve_wait_ns_max)
+		d->reserve_wait_ns_max = waited;
+	pthread_cond_destroy(&w.wake);
+	return result;
+}
+
+/* The current task's slot for d: its existing one, else a free one; NULL if all are taken. */
+static struct reservation *slot_for(nf_domain *d)
+{
+	struct task_reservations *all = task_current_reservations();
+	struct reservation *free_slot = NULL;
+	for (int i = 0; i < TASK_RESERVATIONS; i++) {
+		if (all->slot[i].domain == d)
+			return &all->slot[i];
+		if (!all->slot[i].domain && !free_slot)
+			free_slot = &all->slot[i];
+	}
+	return free_slot;
+}
+
+static int check_request(nf_domain *d, size_t pages, unsigned flags, const char *call)
+{
+	if (!domain_valid(d, call))
+		return -EINVAL;
+	if (flags & ~(NF_MAYFAIL | NF_NOWAIT)) {
+		nf_log("%s: flags 0x%x: only NF_MAYFAIL and NF_NOWAIT apply to reservations", call, flags);
+		return -EINVAL;
+	}
+	if (pages == 0) {
+		nf_log("%s: a reservation of 0 pages", call);
+		return -EINVAL;
+	}
+	size_t usable = d->budget_pages - d->meta_pages - d->min_pages;
+	if (pages > d->reserve_cap_pages || pages > usable) {
+		nf_log("%s: %zu pages can never be granted by domain '%s' (reserve_cap_pages %zu, %zu pages above min)",
+		       call, pages, d->name, d->reserve_cap_pages, usable);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int reserve(nf_domain *d, size_t pages, unsigned flags, const char *label, uint64_t timeout_ns,
+		   const char *call)
+{
+	int result = check_request(d, pages, flags, call);
+	if (result)
+		return result;
+	struct reservation *r = slot_for(d);
+	if (!r) {
+		nf_log("%s: the task already holds reservations in %d domains", call, TASK_RESERVATIONS);
+		return -EINVAL;
+	}
+	/* Reserve once, up front: waiting while holding tokens, or inside reclaim, can deadlock. */
+	bool may_wait = !(flags & NF_NOWAIT) && !task_holds_tokens() && !(nf_self.scope & NF_SCOPE_MEMALLOC);
+	uint64_t deadline = timeout_ns ? nf_now_ns() + timeout_ns : 0;
+
+	pthread_mutex_lock(&d->lock);
+	bool granted = !d->reserve_head && fits(d, pages);
+	if (granted) {
+		d->reserved_pages += pages;
+	} else if (flags & NF_NOWAIT) {
+		result = -ENOMEM;
+	} else if (!may_wait) {
+		result = -EDEADLK;
+	} else if (flags & NF_MAYFAIL) {
+		/* One push, one more look, no queue. */
+		push_reclaim(d);
+		granted = !d->reserve_head && fits(d, pages);
+		if (granted)
+			d->reserved_pages += pages;
+		else
+			result = -ENOMEM;
+	} else {
+		result = wait_for_grant(d, pages, deadline);
+	}
+	if (result == 0) {
+		d->reservations++;
+		if (!r->domain) {
+			memset(r, 0, sizeof *r);
+			r->domain = d;
+			r->label = label ? reserve_label_slot(d, label) : -1;
+			r->label_name = label;
+			reservation_attach_list(d, r);
+		}
+		r->tokens += pages;
+		r->granted += pages;
+	} else {
+		d->reserve_failures++;
+	}
+	reserve_check(d);
+	pthread_mutex_unlock(&d->lock);
+	if (result == 0)
+		thread_register_exit_hook();
+	return result;
+}
+
+int nf_reserve(nf_domain *d, size_t pages, unsigned flags)
+{
+	return reserve(d, pages, flags, NULL, 0, "nf_reserve");
+}
+
+int nf_reserve_labeled(nf_domain *d, size_t pages, unsigned flags, const char *label)
+{
+	if (!label || !*label) {
+		nf_log("nf_reserve_labeled: the label is %s", label ? "empty" : "NULL");
+		return -EINVAL;
+	}
+	return reserve(d, pages, flags, label, 0, "nf_reserve_labeled");
+}
+
+int nf_reserve_timeout(nf_domain *d, size_t pages, unsigned flags, uint64_t timeout_ns)
+{
+	if (timeout_ns == 0) {
+		nf_log("nf_reserve_timeout: a timeout of 0 ns (use NF_NOWAIT)");
+		return -EINVAL;
+	}
+	return reserve(d, pages, flags, NULL, timeout_ns, "nf_reserve_timeout");
+}
+
+/* Pages the thread's list for d still holds of those the reservation paid for. */
+static size_t paid_pages_on_list(nf_domain *d, const struct reservation *r)
+{
+	if (!r->on_list || d->pcp_slot < 0)
+		return 0;
+	const struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
+	if (tp->domain != d)
+		return 0;
+	size_t count = OWNER_READ(tp->count);
+	return count < r->on_list ? count : r->on_list;
+}
+
+static const struct thread_pages *own_list(const nf_domain *d)
+{
+	if (d->pcp_slot < 0 || nf_self.pages[d->pcp_slot].domain != d)
+		return NULL;
+	return &nf_self.pages[d->pcp_slot];
+}
+
+void reservation_attach_list(nf_domain *d, struct reservation *r)
+{
+	const struct thread_pages *tp = own_list(d);
+	r->list_base = tp ? OWNER_READ(tp->allocations) : 0;
+}
+
+size_t reservation_pages_taken(nf_domain *d, const struct reservation *r)
+{
+	const struct thread_pages *tp = own_list(d);
+	uint64_t list = tp ? OWNER_READ(tp->allocations) : 0;
+	/* A list attached after the reservation began counts from zero. */
+	return r->pages_taken + (size_t)(list >= r->list_base ? list - r->list_base : list);
+}
+
+static void report_overrun(const nf_domain *d, struct reservation *r, const char *where)
+{
+	if (r->overrun_reported || !nf_debug_enabled("overrun"))
+		return;
+	r->overrun_reported = true;
+	nf_log("overrun: reservation '%s' of %zu pages in domain '%s' allocated past its tokens at %s",
+	       r->label_name ? r->label_name : "(unlabelled)", r->granted, d->name, where);
+}
+
+void reservation_overrun(nf_domain *d, struct reservation *r, const void *caller)
+{
+	char where[256];
+	report_overrun(d, r, caller ? nf_describe_address(caller, where, sizeof where) : "a new slab inside nofail");
+}
+
+/*
+ * Ends r: its tokens go back, its use is recorded. Use is every page the
+ * task took meanwhile, however it was served: without thread lists each
+ * would have cost a token, so that is what a reservation must cover.
+ * d->lock held.
+ */
+static void end_locked(nf_domain *d, struct reservation *r)
+{
+	NF_ASSERT(d->reserved_pages >= r->tokens);
+	d->reserved_pages -= r->tokens;
+	size_t taken = reservation_pages_taken(d, r);
+	size_t past = taken > r->granted ? taken - r->granted : 0;
+	d->overruns += past;
+	if (past)
+		report_overrun(d, r, "(served from the thread's page list: caller unknown)");
+	if (r->label >= 0)
+		reserve_label_record(d, r->label, r->granted, taken, past > 0);
+	memset(r, 0, sizeof *r);
+	r->label = -1;
+	reserve_grant_waiters(d);
+}
+
+void nf_unreserve(nf_domain *d)
+{
+	if (!domain_valid(d, "nf_unreserve"))
+		return;
+	struct reservation *r = task_reservation(d);
+	if (!r) {
+		nf_log("nf_unreserve: the task holds no reservation in domain '%s'", d->name);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	end_locked(d, r);
+	pthread_mutex_unlock(&d->lock);
+}
+
+size_t nf_reserved(nf_domain *d)
+{
+	if (!domain_valid(d, "nf_reserved"))
+		return 0;
+	struct reservation *r = task_reservation(d);
+	return r ? r->tokens + paid_pages_on_list(d, r) : 0;
+}
+
+void task_thread_exit(struct task_reservations *own)
+{
+	for (int i = 0; i < TASK_RESERVATIONS; i++) {
+		struct reservation *r = &own->slot[i];
+		nf_domain *d = r->domain;
+		/* Only a domain that still exists gets tokens back (the caller holds the domains lock). */
+		if (!d || domain_of(d) != d)
+			continue;
+		pthread_mutex_lock(&d->lock);
+		end_locked(d, r);
+		pthread_mutex_unlock(&d->lock);
+	}
+	memset(own, 0, sizeof *own);
+}
+
+void reserve_forget_domain(nf_domain *d)
+{
+	if (d->reserved_pages)
+		nf_log("nf_domain_destroy: domain '%s' destroyed with %zu reserved pages outstanding", d->name,
+		       d->reserved_pages);
+	reserve_labels_free(d);
+}
