@@ -182,3 +182,8 @@ install: all $(BUILD)/nofail.pc
 
 clean:
 	rm -rf build
+
+# The Promela model of reservation admission, checked by spin (installs spin with apt-get if missing).
+.PHONY: verify
+verify:
+	@scripts/verify.sh
