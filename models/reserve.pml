@@ -19,7 +19,7 @@
  *   BROKEN_RECHECK  a waiter goes to sleep without looking at its granted
  *                   flag again after "push reclaim" (a lost wake-up).
  *   NO_HEAD_CHECK   leave the "no waiter left behind" assertion out.
- *   SPEND_GRANTS    alloc_with_tokens calls reserve_grant_waiters too (not
+ *   SPEND_GRANTS    take_with_tokens calls reserve_grant_waiters too (not
  *                   what the C code does; checks the strict form of that
  *                   assertion).
  *   BROKEN_OVERTAKE the fast grant in nf_reserve ignores the queue, so new
@@ -93,12 +93,12 @@ hidden byte gj;
 /* No waiter is left behind.  Every step that adds room (a page freed,
  * tokens returned) calls reserve_grant_waiters before it unlocks, so
  * whenever d->lock is free the head of the queue does not fit -- with one
- * exception that spin found: alloc_with_tokens lowers R, which loosens the
+ * exception that spin found: take_with_tokens lowers R, which loosens the
  * cap test R + n <= C, and it does not grant.  A waiter held back only by
  * the cap can then fit and still sleep; it is granted when the spender
  * frees that page (or unreserves), so the property that holds is: the
  * head does not fit, or some task holds a page whose free will grant it.
- * With SPEND_GRANTS (alloc_with_tokens grants too) the strict form is
+ * With SPEND_GRANTS (take_with_tokens grants too) the strict form is
  * checked.  This is the state-based form of "no lost wake-up".
  * NO_HEAD_CHECK leaves it out, so that the broken variants show that the
  * deadlock and liveness checks catch them on their own. */
@@ -205,13 +205,13 @@ inline nf_reserve(i, n) {
 	atomic { g = 0; granted[i] = 0 }
 }
 
-/* alloc_with_tokens (src/page_alloc.c): an allocation by a task that holds
+/* take_with_tokens (src/page_alloc.c): an allocation by a task that holds
  * tokens takes a free page and spends one token.  F - MIN_PAGES - R does
  * not change, so spending never blocks and never takes a page promised to
  * someone else; it does lower R, which can let a waiter held back by the
  * cap fit (see HEAD_OK).  The task must have a token: the assertion checks
  * that the grant deposited all n and that nobody else took them. */
-inline alloc_with_tokens(i) {
+inline take_with_tokens(i) {
 	atomic {
 		assert(tok[i] > 0);
 		F--;
@@ -265,7 +265,7 @@ progress:
 #endif
 	select(s : 0 .. n);
 	do
-	:: s > 0 -> alloc_with_tokens(i); s--
+	:: s > 0 -> take_with_tokens(i); s--
 	:: else -> break
 	od;
 	do

@@ -84,7 +84,7 @@ safety||-DSAFETY||ok|no deadlock, invariants hold (tasks reserve once and finish
 safety-cyclic|-DCYCLIC -DNO_LTL|-DSAFETY||ok|no deadlock, invariants hold (tasks loop forever)
 liveness|-DCYCLIC||-a -f|ok|every request is eventually granted (LTL, weak fairness)
 progress|-DCYCLIC -DNO_LTL|-DNP|-l -f|ok|no non-progress cycle: reservations keep being granted (weak fairness)
-spend-grants|-DSPEND_GRANTS|-DSAFETY||ok|with alloc_with_tokens granting too, a fitting waiter never waits
+spend-grants|-DSPEND_GRANTS|-DSAFETY||ok|with take_with_tokens granting too, a fitting waiter never waits
 broken-wakeup|-DBROKEN_WAKEUP -DNO_HEAD_CHECK|-DSAFETY||invalid end state|broken: nf_unreserve does not wake the queue (deadlock check)
 broken-wakeup-assert|-DBROKEN_WAKEUP|-DSAFETY||assertion violated|broken: nf_unreserve does not wake the queue (waiter-left-behind assertion)
 broken-recheck|-DBROKEN_RECHECK -DNO_HEAD_CHECK|-DSAFETY||invalid end state|broken: waiter sleeps without re-checking granted (deadlock check)

@@ -87,6 +87,9 @@ static void spend(nf_domain *d, struct reservation *r, size_t pages)
 	r->spent += pages;
 	d->reserved_pages -= pages;
 	d->token_pages += pages;
+	/* Fewer tokens outstanding: a request held back by the cap alone may fit now (found by spin). */
+	if (d->reserve_head)
+		reserve_grant_waiters(d);
 }
 
 /*
