@@ -21,6 +21,8 @@ static inline void *cache_alloc_inline(nf_cache *c, unsigned flags)
 #ifdef NF_HARDENED
 			if (unlikely(!link_valid(c, s, next)))
 				slab_corrupted(c, obj);
+			/* An object freed untouched must not look like a free one (its old link): clear the link. */
+			*(uintptr_t *)obj = 0;
 #endif
 			s->free = next;
 			s->used++;
