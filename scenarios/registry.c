@@ -8,9 +8,11 @@
 #include "scenario.h"
 
 extern const struct scenario scenario_waiters;
+extern const struct scenario scenario_storm;
 
 const struct scenario *const scenario_table[] = {
 	&scenario_waiters,
+	&scenario_storm,
 };
 
 const size_t scenario_count = sizeof scenario_table / sizeof scenario_table[0];
