@@ -199,7 +199,7 @@ int    nf_reserve_timeout(nf_domain *d, size_t pages, unsigned flags, uint64_t t
  * Without a reservation: a message on stderr, nothing else happens.
  */
 void   nf_unreserve(nf_domain *d);
-/* The current task's unspent tokens in d. */
+/* What the current task may still take under its reservation in d: the grant less every page taken since. */
 size_t nf_reserved(nf_domain *d);
 
 /* ------------------------------------------------------------------ */

@@ -22,6 +22,8 @@
 
 /* Bound on one sleep of a queued request; between sleeps it pushes reclaim again. */
 #define RESERVE_RECHECK_NS (10u * 1000u * 1000u)
+/* Bound on one sleep of a request behind the head. */
+#define RESERVE_QUEUED_RECHECK_NS (1000u * 1000u * 1000u)
 
 static bool fits(const nf_domain *d, size_t pages)
 {
@@ -40,6 +42,7 @@ void reserve_check(const nf_domain *d)
 void reserve_grant_waiters(nf_domain *d)
 {
 	struct reserve_waiter *w;
+	bool granted = false;
 	while ((w = d->reserve_head) != NULL && fits(d, w->pages)) {
 		d->reserved_pages += w->pages;
 		w->granted = true;
@@ -47,7 +50,11 @@ void reserve_grant_waiters(nf_domain *d)
 		if (!d->reserve_head)
 			d->reserve_tail = NULL;
 		pthread_cond_signal(&w->wake);
+		granted = true;
 	}
+	/* A new head takes over pushing reclaim at the head's pace. */
+	if (granted && d->reserve_head)
+		pthread_cond_signal(&d->reserve_head->wake);
 	reserve_check(d);
 }
 
@@ -116,8 +123,16 @@ static int wait_for_grant(nf_domain *d, size_t pages, uint64_t deadline_ns)
 			result = -ETIMEDOUT;
 			break;
 		}
-		push_reclaim(d);
-		uint64_t sleep_ns = RESERVE_RECHECK_NS;
+		/*
+		 * Only the head pushes reclaim and re-checks often: with thousands
+		 * queued, all of them waking every few ms would starve the tasks
+		 * they wait for. The others re-check now and then, in case a
+		 * wake-up was lost.
+		 */
+		bool head = d->reserve_head == &w;
+		if (head)
+			push_reclaim(d);
+		uint64_t sleep_ns = head ? RESERVE_RECHECK_NS : RESERVE_QUEUED_RECHECK_NS;
 		if (deadline_ns && deadline_ns - now < sleep_ns)
 			sleep_ns = deadline_ns - now;
 		struct timespec until = nf_deadline_after(sleep_ns);
@@ -247,18 +262,6 @@ int nf_reserve_timeout(nf_domain *d, size_t pages, unsigned flags, uint64_t time
 	return reserve(d, pages, flags, NULL, timeout_ns, "nf_reserve_timeout");
 }
 
-/* Pages the thread's list for d still holds of those the reservation paid for. */
-static size_t paid_pages_on_list(nf_domain *d, const struct reservation *r)
-{
-	if (!r->on_list || d->pcp_slot < 0)
-		return 0;
-	const struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
-	if (tp->domain != d)
-		return 0;
-	size_t count = OWNER_READ(tp->count);
-	return count < r->on_list ? count : r->on_list;
-}
-
 static const struct thread_pages *own_list(const nf_domain *d)
 {
 	if (d->pcp_slot < 0 || nf_self.pages[d->pcp_slot].domain != d)
@@ -335,8 +338,12 @@ size_t nf_reserved(nf_domain *d)
 {
 	if (!domain_valid(d, "nf_reserved"))
 		return 0;
+	/* What the task may still take: however its pages were served, each counts against the grant. */
 	struct reservation *r = task_reservation(d);
-	return r ? r->tokens + paid_pages_on_list(d, r) : 0;
+	if (!r)
+		return 0;
+	size_t taken = reservation_pages_taken(d, r);
+	return taken < r->granted ? r->granted - taken : 0;
 }
 
 void task_thread_exit(struct task_reservations *own)
