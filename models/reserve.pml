@@ -16,6 +16,9 @@
  *                   run (pan checks end states only without a claim) and
  *                   for the non-progress check (compiled with -DNP).
  *   BROKEN_WAKEUP   nf_unreserve does not call reserve_grant_waiters.
+ *   BROKEN_ORDER    nf_unreserve looks at the queue before it lowers the
+ *                   count instead of after (a waiter that queues between
+ *                   the two is never served by it).
  *   BROKEN_RECHECK  a waiter goes to sleep without looking at its granted
  *                   flag again after "push reclaim" (a lost wake-up).
  *   NO_HEAD_CHECK   leave the "no waiter left behind" assertion out.
@@ -68,6 +71,9 @@ byte oheld = 0;         /* pages held by the ordinary allocator */
 /* Observation only, for the LTL property: task i is inside nf_reserve and
  * its request has not been granted yet. */
 bool waiting[NT];
+/* Observation only: task i is inside nf_unreserve, between lowering R and
+ * looking at the queue. */
+bool returning[NT];
 
 /* Scratch for reserve_grant_waiters; hidden (not part of the state) and
  * always used inside one atomic block. */
@@ -97,18 +103,21 @@ hidden byte gj;
  * cap test R + n <= C, and it does not grant.  A waiter held back only by
  * the cap can then fit and still sleep; it is granted when the spender
  * frees that page (or unreserves), so the property that holds is: the
- * head does not fit, or some task holds a page whose free will grant it.
+ * head does not fit, or some task holds a page whose free will grant it,
+ * or a task is in nf_unreserve between lowering R and looking at the
+ * queue (it takes the lock and grants next).
  * With SPEND_GRANTS (take_with_tokens grants too) the strict form is
  * checked.  This is the state-based form of "no lost wake-up".
  * NO_HEAD_CHECK leaves it out, so that the broken variants show that the
  * deadlock and liveness checks catch them on their own. */
+#define RETURNING (returning[0] || returning[1] || returning[2] || returning[3])
 #if defined(NO_HEAD_CHECK)
 #define HEAD_OK 1
 #elif defined(SPEND_GRANTS)
-#define HEAD_OK (qlen == 0 || !FITS(want[q[0]]))
+#define HEAD_OK (qlen == 0 || !FITS(want[q[0]]) || RETURNING)
 #else
 #define HEAD_OK (qlen == 0 || !FITS(want[q[0]]) || \
-                 HELD > 0)
+                 HELD > 0 || RETURNING)
 #endif
 
 /* reserve_grant_waiters(), called with d->lock held: grant waiters from
@@ -235,17 +244,38 @@ inline pages_free(i) {
 	}
 }
 
-/* nf_unreserve(): return the unspent tokens and grant whoever now fits.
- * Harmless when the task has no tokens left. */
+/* nf_unreserve() of an unlabelled reservation within its grant (the fast
+ * path of end() in src/reserve.c): without d->lock, atomic_fetch_sub
+ * lowers R, then an atomic load of the queue head decides whether to take
+ * the lock and grant.  Both are sequentially consistent, as are the
+ * waiter's enqueue and its fits() read under the lock, so either the
+ * unreserve sees the waiter or the waiter sees the lowered R.  (A labelled
+ * or overrun reservation does all of it under the lock: the old, simpler
+ * form, covered by this one.)  returning[i] marks the window between the
+ * two steps for the waiter-left-behind assertion.  Harmless when the task
+ * has no tokens left. */
 inline nf_unreserve(i) {
-	atomic {
+#ifdef BROKEN_ORDER
+	/* the queue looked at before R falls: a waiter can slip in between */
+	if
+	:: qlen > 0 -> atomic { reserve_grant_waiters() }
+	:: else -> skip
+	fi;
+#endif
+	d_step {
 		assert(R >= tok[i]);
 		R = R - tok[i];
 		tok[i] = 0;
-#ifndef BROKEN_WAKEUP
-		reserve_grant_waiters()
+		returning[i] = 1
+	};
+#if !defined(BROKEN_WAKEUP) && !defined(BROKEN_ORDER)
+	if
+	:: qlen > 0 -> atomic { reserve_grant_waiters(); returning[i] = 0 }
+	:: else -> returning[i] = 0
+	fi
+#else
+	returning[i] = 0
 #endif
-	}
 }
 
 /* A task: reserve n pages, allocate s <= n of them (a task often needs

@@ -87,6 +87,8 @@ progress|-DCYCLIC -DNO_LTL|-DNP|-l -f|ok|no non-progress cycle: reservations kee
 spend-grants|-DSPEND_GRANTS|-DSAFETY||ok|with take_with_tokens granting too, a fitting waiter never waits
 broken-wakeup|-DBROKEN_WAKEUP -DNO_HEAD_CHECK|-DSAFETY||invalid end state|broken: nf_unreserve does not wake the queue (deadlock check)
 broken-wakeup-assert|-DBROKEN_WAKEUP|-DSAFETY||assertion violated|broken: nf_unreserve does not wake the queue (waiter-left-behind assertion)
+broken-order|-DBROKEN_ORDER -DNO_HEAD_CHECK|-DSAFETY||invalid end state|broken: nf_unreserve looks at the queue before lowering the count (deadlock check)
+broken-order-assert|-DBROKEN_ORDER|-DSAFETY||assertion violated|broken: nf_unreserve looks at the queue before lowering the count (waiter-left-behind assertion)
 broken-recheck|-DBROKEN_RECHECK -DNO_HEAD_CHECK|-DSAFETY||invalid end state|broken: waiter sleeps without re-checking granted (deadlock check)
 broken-recheck-liveness|-DBROKEN_RECHECK -DCYCLIC -DNO_HEAD_CHECK||-a -f|acceptance cycle|broken: waiter sleeps without re-checking granted (liveness check)
 broken-recheck-progress|-DBROKEN_RECHECK -DCYCLIC -DNO_LTL -DNO_HEAD_CHECK|-DNP|-l -f|non-progress cycle|broken: waiter sleeps without re-checking granted (non-progress check)

@@ -10,6 +10,7 @@
 #define NOFAIL_DOMAIN_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,9 +60,16 @@ struct nf_domain {
 	unsigned pcp_threads;
 	uint64_t drain_seq;          /* bumped to ask thread lists to drain */
 
-	/* reservations (reserve.c): tokens promised, and requests waiting for theirs, in order */
-	size_t reserved_pages;
-	struct reserve_waiter *reserve_head, *reserve_tail;
+	/*
+	 * reservations (reserve.c): tokens promised, and requests waiting for
+	 * theirs, in order. Raised only under the lock; an unreserve lowers the
+	 * count without it (lowering can only loosen a check made under the
+	 * lock), then looks for a head to serve: both atomic, so either it sees
+	 * a new waiter or the waiter sees the lowered count.
+	 */
+	_Atomic size_t reserved_pages;
+	struct reserve_waiter *_Atomic reserve_head;
+	struct reserve_waiter *reserve_tail;
 	struct reserve_labels *reserve_labels;   /* taken from the domain on the first labelled request */
 	uint64_t reservations, reserve_failures, reserve_waits, reserve_waiting, reserve_wait_ns_max;
 	uint64_t token_pages, overruns;

@@ -71,14 +71,17 @@ static void enqueue(nf_domain *d, struct reserve_waiter *w)
 /* A request that gives up (timeout) leaves the queue; those behind it may fit now. */
 static void dequeue(nf_domain *d, struct reserve_waiter *w)
 {
-	struct reserve_waiter **link = &d->reserve_head, *prev = NULL;
-	while (*link && *link != w) {
-		prev = *link;
-		link = &(*link)->next;
+	struct reserve_waiter *prev = NULL, *at = d->reserve_head;
+	while (at && at != w) {
+		prev = at;
+		at = at->next;
 	}
-	if (!*link)
+	if (!at)
 		return;
-	*link = w->next;
+	if (prev)
+		prev->next = w->next;
+	else
+		d->reserve_head = w->next;
 	if (d->reserve_tail == w)
 		d->reserve_tail = prev;
 	reserve_grant_waiters(d);
@@ -184,59 +187,74 @@ static int check_request(nf_domain *d, size_t pages, unsigned flags, const char 
 	return 0;
 }
 
+/*
+ * The request did not fit at once: fail, or push reclaim and wait, by the
+ * flags. d->lock held.
+ */
+static int admit_slow(nf_domain *d, size_t pages, unsigned flags, uint64_t timeout_ns)
+{
+	if (flags & NF_NOWAIT)
+		return -ENOMEM;
+	/* Reserve once, up front: waiting while holding tokens, or inside reclaim, can deadlock. */
+	if (task_holds_tokens() || (nf_self.scope & NF_SCOPE_MEMALLOC))
+		return -EDEADLK;
+	if (flags & NF_MAYFAIL) {
+		/* One push, one more look, no queue. */
+		push_reclaim(d);
+		if (d->reserve_head || !fits(d, pages))
+			return -ENOMEM;
+		d->reserved_pages += pages;
+		return 0;
+	}
+	return wait_for_grant(d, pages, timeout_ns ? nf_now_ns() + timeout_ns : 0);
+}
+
+/* Hands a granted request's tokens to the task's slot r (the task's own, so no lock). */
+static void deposit(nf_domain *d, struct reservation *r, size_t pages, int label, const char *label_name)
+{
+	if (!r->domain) {
+		*r = (struct reservation){ .domain = d, .label = label, .label_name = label_name };
+		reservation_attach_list(d, r);
+	}
+	r->tokens += pages;
+	r->granted += pages;
+}
+
+/*
+ * The fast path is one lock hold: an empty queue and room under the cap
+ * and above the watermark grant at once. Everything else is out of line.
+ */
 static int reserve(nf_domain *d, size_t pages, unsigned flags, const char *label, uint64_t timeout_ns,
 		   const char *call)
 {
 	int result = check_request(d, pages, flags, call);
-	if (result)
+	if (unlikely(result))
 		return result;
 	struct reservation *r = slot_for(d);
-	if (!r) {
+	if (unlikely(!r)) {
 		nf_log("%s: the task already holds reservations in %d domains", call, TASK_RESERVATIONS);
 		return -EINVAL;
 	}
-	/* Reserve once, up front: waiting while holding tokens, or inside reclaim, can deadlock. */
-	bool may_wait = !(flags & NF_NOWAIT) && !task_holds_tokens() && !(nf_self.scope & NF_SCOPE_MEMALLOC);
-	uint64_t deadline = timeout_ns ? nf_now_ns() + timeout_ns : 0;
-
+	int label_slot = -1;
 	pthread_mutex_lock(&d->lock);
-	bool granted = !d->reserve_head && fits(d, pages);
-	if (granted) {
+	if (likely(!d->reserve_head && fits(d, pages)))
 		d->reserved_pages += pages;
-	} else if (flags & NF_NOWAIT) {
-		result = -ENOMEM;
-	} else if (!may_wait) {
-		result = -EDEADLK;
-	} else if (flags & NF_MAYFAIL) {
-		/* One push, one more look, no queue. */
-		push_reclaim(d);
-		granted = !d->reserve_head && fits(d, pages);
-		if (granted)
-			d->reserved_pages += pages;
-		else
-			result = -ENOMEM;
-	} else {
-		result = wait_for_grant(d, pages, deadline);
-	}
+	else
+		result = admit_slow(d, pages, flags, timeout_ns);
 	if (result == 0) {
 		d->reservations++;
-		if (!r->domain) {
-			memset(r, 0, sizeof *r);
-			r->domain = d;
-			r->label = label ? reserve_label_slot(d, label) : -1;
-			r->label_name = label;
-			reservation_attach_list(d, r);
-		}
-		r->tokens += pages;
-		r->granted += pages;
+		if (label && !r->domain)
+			label_slot = reserve_label_slot(d, label);
 	} else {
 		d->reserve_failures++;
 	}
 	reserve_check(d);
 	pthread_mutex_unlock(&d->lock);
-	if (result == 0)
-		thread_register_exit_hook();
-	return result;
+	if (result)
+		return result;
+	deposit(d, r, pages, label_slot, label);
+	thread_register_exit_hook();
+	return 0;
 }
 
 int nf_reserve(nf_domain *d, size_t pages, unsigned flags)
@@ -302,22 +320,40 @@ void reservation_overrun(nf_domain *d, struct reservation *r, const void *caller
  * Ends r: its tokens go back, its use is recorded. Use is every page the
  * task took meanwhile, however it was served: without thread lists each
  * would have cost a token, so that is what a reservation must cover.
- * d->lock held.
+ *
+ * An unlabelled reservation that stayed within its grant needs no lock:
+ * lowering the count can only loosen the checks made under the lock, and
+ * the queue is looked at after the count fell (see domain.h), so a waiter
+ * that missed the lowered count is served here.
  */
-static void end_locked(nf_domain *d, struct reservation *r)
+static void end(nf_domain *d, struct reservation *r)
 {
-	NF_ASSERT(d->reserved_pages >= r->tokens);
-	d->reserved_pages -= r->tokens;
 	size_t taken = reservation_pages_taken(d, r);
 	size_t past = taken > r->granted ? taken - r->granted : 0;
-	d->overruns += past;
-	if (past)
-		report_overrun(d, r, "(served from the thread's page list: caller unknown)");
-	if (r->label >= 0)
-		reserve_label_record(d, r->label, r->granted, taken, past > 0);
-	memset(r, 0, sizeof *r);
-	r->label = -1;
-	reserve_grant_waiters(d);
+	if (likely(r->label < 0 && !past)) {
+		size_t before = atomic_fetch_sub(&d->reserved_pages, r->tokens);
+		NF_ASSERT(before >= r->tokens);
+		(void)before;
+		if (unlikely(atomic_load(&d->reserve_head) != NULL)) {
+			pthread_mutex_lock(&d->lock);
+			reserve_grant_waiters(d);
+			pthread_mutex_unlock(&d->lock);
+		}
+	} else {
+		pthread_mutex_lock(&d->lock);
+		NF_ASSERT(d->reserved_pages >= r->tokens);
+		d->reserved_pages -= r->tokens;
+		d->overruns += past;
+		if (r->label >= 0)
+			reserve_label_record(d, r->label, r->granted, taken, past > 0);
+		if (d->reserve_head)
+			reserve_grant_waiters(d);
+		reserve_check(d);
+		pthread_mutex_unlock(&d->lock);
+		if (past)
+			report_overrun(d, r, "(served from the thread's page list: caller unknown)");
+	}
+	*r = (struct reservation){ .label = -1 };
 }
 
 void nf_unreserve(nf_domain *d)
@@ -329,9 +365,7 @@ void nf_unreserve(nf_domain *d)
 		nf_log("nf_unreserve: the task holds no reservation in domain '%s'", d->name);
 		return;
 	}
-	pthread_mutex_lock(&d->lock);
-	end_locked(d, r);
-	pthread_mutex_unlock(&d->lock);
+	end(d, r);
 }
 
 size_t nf_reserved(nf_domain *d)
@@ -354,9 +388,7 @@ void task_thread_exit(struct task_reservations *own)
 		/* Only a domain that still exists gets tokens back (the caller holds the domains lock). */
 		if (!d || domain_of(d) != d)
 			continue;
-		pthread_mutex_lock(&d->lock);
-		end_locked(d, r);
-		pthread_mutex_unlock(&d->lock);
+		end(d, r);
 	}
 	memset(own, 0, sizeof *own);
 }
