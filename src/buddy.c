@@ -4,11 +4,24 @@
  * A free block of order k starts at a page index that is a multiple of 2^k;
  * its buddy is the block whose index differs in bit k. Invariant: no two
  * free buddies of the same order exist (a free always merges), so a free
- * block of order k can be found whenever 2^k aligned free pages exist.
+ * block of order k can be found whenever 2^k aligned free pages exist below
+ * the frontier (or the frontier can move).
  * Lists are doubly linked through the descriptors so a buddy can leave its
  * list in O(1) when it merges. New blocks go to the head of their list, so
  * allocation reuses the most recently freed (warm) memory and the oldest
  * free blocks gather at the tail, where the trimmer looks.
+ *
+ * Lazy initialisation: the region is handed to the lists one chunk of
+ * 2^NF_MAX_ORDER pages at a time, when no list can serve a request. Pages
+ * at and above d->frontier are free and released (counted in free_pages
+ * and released_pages) but on no list, and neither they nor their
+ * descriptors have ever been written: a 4 GiB domain whose program uses
+ * 6 MiB faults in the descriptors of about 6 MiB, not 4 MiB of them.
+ * Invariants: the frontier only rises; it is meta_pages before the first
+ * growth and afterwards a multiple of 2^NF_MAX_ORDER or budget_pages; so
+ * every block on a list or handed out lies wholly below it, and no two
+ * buddies straddle it (a block of order k <= NF_MAX_ORDER never crosses a
+ * multiple of 2^NF_MAX_ORDER). Descriptors above it read as zero (PAGE_TAIL).
  */
 #include "buddy.h"
 
@@ -50,31 +63,85 @@ static void make_free_block(nf_domain *d, uint32_t index, unsigned order, bool r
 	list_push(d, index, order);
 }
 
+/* The largest block that starts at index and ends by end: what the region is cut into. */
+static unsigned largest_fitting(size_t index, size_t end)
+{
+	unsigned order = NF_MAX_ORDER;
+	while (order > 0 && ((index & (((size_t)1 << order) - 1)) || index + ((size_t)1 << order) > end))
+		order--;
+	return order;
+}
+
+void buddy_unlisted_blocks(const nf_domain *d, size_t counts[NF_MAX_ORDER + 1])
+{
+	const size_t chunk = (size_t)1 << NF_MAX_ORDER;
+	size_t index = d->frontier, end = d->budget_pages;
+	while (index < end) {
+		/* Whole chunks at once: a 16 TiB domain is four million of them. */
+		if (!(index & (chunk - 1)) && end - index >= chunk) {
+			size_t n = (end - index) >> NF_MAX_ORDER;
+			counts[NF_MAX_ORDER] += n;
+			index += n << NF_MAX_ORDER;
+			continue;
+		}
+		unsigned order = largest_fitting(index, end);
+		counts[order]++;
+		index += (size_t)1 << order;
+	}
+}
+
 void buddy_init(nf_domain *d)
 {
-	size_t index = d->meta_pages;
+	/* Fresh anonymous memory reads as zero and is not resident: free and released. */
+	d->frontier = d->meta_pages;
+	d->free_pages = d->budget_pages - d->meta_pages;
+	d->released_pages = d->free_pages;
+	size_t counts[NF_MAX_ORDER + 1] = { 0 };
+	buddy_unlisted_blocks(d, counts);
 	d->largest_order = 0;
-	while (index < d->budget_pages) {
-		unsigned order = NF_MAX_ORDER;
-		while (order > 0 && ((index & ((1u << order) - 1)) || index + (1u << order) > d->budget_pages))
-			order--;
-		/* Fresh anonymous memory reads as zero and is not resident: released. */
-		make_free_block(d, (uint32_t)index, order, true, 0);
-		d->free_pages += 1u << order;
-		d->released_pages += 1u << order;
-		if (order > d->largest_order)
+	for (unsigned order = 0; order <= NF_MAX_ORDER; order++)
+		if (counts[order])
 			d->largest_order = order;
-		index += 1u << order;
+}
+
+/*
+ * Hands the next chunk above the frontier to the lists, as the largest
+ * aligned blocks that fit (one block of 2^NF_MAX_ORDER but at the ends of
+ * the region). Writes only their head descriptors; the counters already
+ * hold these pages. Returns false when the whole region is on the lists.
+ */
+static bool grow_frontier(nf_domain *d)
+{
+	const size_t chunk = (size_t)1 << NF_MAX_ORDER;
+	size_t index = d->frontier;
+	if (index >= d->budget_pages)
+		return false;
+	size_t end = (index | (chunk - 1)) + 1;
+	if (end > d->budget_pages)
+		end = d->budget_pages;
+	while (index < end) {
+		unsigned order = largest_fitting(index, end);
+		make_free_block(d, (uint32_t)index, order, true, 0);
+		index += (size_t)1 << order;
 	}
+	d->frontier = end;
+	NF_ASSERT(d->frontier == d->budget_pages || !(d->frontier & (chunk - 1)));
+	return true;
 }
 
 uint32_t buddy_take(nf_domain *d, unsigned order, bool *released)
 {
 	unsigned found = order;
-	while (found <= NF_MAX_ORDER && d->free_area[found].head == NF_NO_PAGE)
-		found++;
-	if (found > NF_MAX_ORDER)
-		return NF_NO_PAGE;
+	for (;;) {
+		while (found <= NF_MAX_ORDER && d->free_area[found].head == NF_NO_PAGE)
+			found++;
+		if (found <= NF_MAX_ORDER)
+			break;
+		/* Nothing on the lists is big enough: only now does more of the region get descriptors. */
+		if (!grow_frontier(d))
+			return NF_NO_PAGE;
+		found = order;
+	}
 
 	uint32_t index = d->free_area[found].head;
 	struct nf_page *page = &d->pages[index];
@@ -104,7 +171,7 @@ void buddy_give(nf_domain *d, uint32_t index, unsigned order, bool released, uin
 		d->released_pages += pages;
 	while (order < NF_MAX_ORDER) {
 		uint32_t buddy = index ^ (1u << order);
-		if (buddy + ((size_t)1 << order) > d->budget_pages)
+		if (buddy + ((size_t)1 << order) > d->frontier)
 			break;
 		struct nf_page *other = &d->pages[buddy];
 		if (page_state(other) != PAGE_FREE || other->order != order)

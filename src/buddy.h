@@ -11,8 +11,14 @@
 
 #include "domain.h"
 
-/* Puts every page after the metadata on the lists as the largest aligned blocks that fit. */
+/*
+ * Counts every page after the metadata as free and released, and sets the
+ * frontier (buddy.c) at the first of them: no descriptor is written; the
+ * lists take the region a chunk at a time as buddy_take needs it.
+ */
 NF_HIDDEN void buddy_init(nf_domain *d);
+/* Adds to counts[k] the free blocks of order k that the region above the frontier will become. */
+NF_HIDDEN void buddy_unlisted_blocks(const nf_domain *d, size_t counts[NF_MAX_ORDER + 1]);
 /*
  * Takes a block of 2^order pages, splitting a larger one if needed, and
  * marks its head USED. Returns its page index, or NF_NO_PAGE if no block

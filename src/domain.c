@@ -171,8 +171,11 @@ nf_domain *nf_domain_create(const nf_domain_config *cfg)
 	d->trim_delay_ns = config.trim_delay_ms == NF_TRIM_NEVER ? UINT64_MAX : (uint64_t)delay_ms * 1000000u;
 	for (int order = 0; order <= NF_MAX_ORDER; order++)
 		d->free_area[order].head = NF_NO_PAGE;
-	for (size_t i = 0; i < meta_pages; i++)
-		page_set_state(&d->pages[i], PAGE_META);
+	/*
+	 * No descriptor is written here, not even those of the metadata pages
+	 * (they read as PAGE_TAIL, which nothing frees or merges with): a 4 GiB
+	 * budget's 32 MiB of descriptors stay untouched until pages are used.
+	 */
 	buddy_init(d);
 	init_locks(d);
 
@@ -253,7 +256,7 @@ void domain_check(nf_domain *d)
 		for (uint32_t i = d->free_area[order].head; i != NF_NO_PAGE; i = d->pages[i].next) {
 			struct nf_page *page = &d->pages[i];
 			if (page_state(page) != PAGE_FREE || page->order != order || (i & ((1u << order) - 1)) ||
-			    i < d->meta_pages || i + (1u << order) > d->budget_pages)
+			    i < d->meta_pages || i + (1u << order) > d->frontier)
 				nf_die("domain_check: '%s': bad free block at page %u order %u", d->name, i, order);
 			uint32_t buddy = i ^ (1u << order);
 			if (order < NF_MAX_ORDER && buddy + (1u << order) <= d->budget_pages &&
@@ -267,8 +270,17 @@ void domain_check(nf_domain *d)
 			nf_die("domain_check: '%s': order %u counts %zu blocks, lists hold %zu", d->name, order,
 			       d->free_area[order].count, blocks);
 	}
-	if (free_pages != d->free_pages)
-		nf_die("domain_check: '%s': free_pages %zu, lists hold %zu", d->name, d->free_pages, free_pages);
+	/* Above the frontier every page is free (and released) but on no list. */
+	if (d->frontier < d->meta_pages || d->frontier > d->budget_pages ||
+	    (d->frontier != d->meta_pages && d->frontier != d->budget_pages && (d->frontier & ((1u << NF_MAX_ORDER) - 1))))
+		nf_die("domain_check: '%s': frontier at page %zu", d->name, d->frontier);
+	size_t unlisted = d->budget_pages - d->frontier;
+	if (free_pages + unlisted != d->free_pages)
+		nf_die("domain_check: '%s': free_pages %zu, lists hold %zu and %zu are above the frontier", d->name,
+		       d->free_pages, free_pages, unlisted);
+	if (d->released_pages < unlisted)
+		nf_die("domain_check: '%s': released %zu below the %zu pages above the frontier", d->name,
+		       d->released_pages, unlisted);
 	if (d->released_pages > d->free_pages)
 		nf_die("domain_check: '%s': released %zu above free %zu", d->name, d->released_pages, d->free_pages);
 	pthread_mutex_unlock(&d->lock);

@@ -52,8 +52,9 @@ struct nf_domain {
 
 	pthread_mutex_t lock;        /* protects everything below */
 	struct free_area free_area[NF_MAX_ORDER + 1];
-	size_t free_pages;           /* pages in free blocks on the lists */
-	size_t released_pages;       /* of free_pages, those given back to the kernel */
+	size_t free_pages;           /* pages in free blocks on the lists, and every page from frontier up */
+	size_t released_pages;       /* of free_pages, those given back to the kernel (or never touched) */
+	size_t frontier;             /* pages from here up are on no list yet, descriptors unwritten (buddy.c) */
 	size_t isolated_pages;       /* free pages off the lists while being trimmed */
 	struct page_waiter *waiters_head, *waiters_tail; /* blocked allocations, in order (page_wait.c) */
 	struct thread_pages *pcp_list;   /* registered thread page lists */

@@ -11,15 +11,16 @@
 /*
  * What a page is. A block of 2^order pages is described by its first
  * page (its head); every other page of the block is a TAIL. Fresh mmap'd
- * memory is zero, so TAIL is 0 and the descriptors of a new domain need
- * writing only at block heads.
+ * memory is zero, so TAIL is 0: the descriptors of a new domain need
+ * writing only at block heads, and are written only when the buddy first
+ * hands their pages out (buddy.c). Metadata pages are never written
+ * either: they read as TAIL, which is never freed and never merged with.
  */
 enum page_state {
 	PAGE_TAIL = 0,  /* inside a block; never passed to free */
 	PAGE_FREE,      /* head of a free block on the buddy lists */
 	PAGE_USED,      /* head of an allocated block */
 	PAGE_CACHED,    /* free order-0 page on a thread's page list */
-	PAGE_META,      /* the domain's own metadata */
 	PAGE_ISOLATED,  /* free block taken off the lists while it is trimmed */
 };
 

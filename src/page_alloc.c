@@ -321,7 +321,8 @@ static void check_free(nf_domain *d, void *p, unsigned order)
 	struct nf_page *page = &d->pages[index];
 	unsigned state = page_state(page);
 	const char *problem = NULL;
-	if (state == PAGE_FREE || state == PAGE_CACHED || state == PAGE_ISOLATED ||
+	/* Pages above the frontier are free, in blocks not yet on the lists (buddy.c). */
+	if (index >= d->frontier || state == PAGE_FREE || state == PAGE_CACHED || state == PAGE_ISOLATED ||
 	    (state == PAGE_TAIL && inside_free_block(d, index)))
 		problem = "double free: the page is already free";
 	else if (state == PAGE_TAIL)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "buddy.h"
 #include "domain.h"
 #include "reserve.h"
 #include "thread_pages.h"
@@ -29,6 +30,8 @@ void nf_stats_get(nf_domain *d, nf_stats *out)
 	out->used_pages = d->budget_pages - out->free_pages;
 	for (int order = 0; order <= NF_MAX_ORDER; order++)
 		out->free_by_order[order] = d->free_area[order].count;
+	/* The region not yet handed to the lists is free too, as the blocks it will become. */
+	buddy_unlisted_blocks(d, out->free_by_order);
 	out->min_pages = d->min_pages;
 	out->low_pages = d->low_pages;
 	out->high_pages = d->high_pages;

@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -124,6 +125,98 @@ TEST(budget_covers_metadata)
 		domain_check(d);
 		nf_domain_destroy(d);
 	}
+}
+
+/* Pages of d's descriptor array resident in memory now (mincore), and in *total how many it spans. */
+static size_t resident_descriptor_pages(nf_domain *d, size_t *total)
+{
+	uintptr_t start = (uintptr_t)d->pages & ~(uintptr_t)(NF_PAGE_SIZE - 1);
+	uintptr_t end = ((uintptr_t)(d->pages + d->budget_pages) + NF_PAGE_SIZE - 1) & ~(uintptr_t)(NF_PAGE_SIZE - 1);
+	size_t pages = (end - start) / NF_PAGE_SIZE;
+	*total = pages;
+	unsigned char *vec = malloc(pages);
+	if (!vec || mincore((void *)start, end - start, vec) != 0) {
+		free(vec);
+		harness_fail(__FILE__, __LINE__, "mincore on the descriptor array");
+		return SIZE_MAX;
+	}
+	size_t resident = 0;
+	for (size_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	free(vec);
+	return resident;
+}
+
+/* What the free blocks of a stats snapshot add up to. */
+static size_t pages_in_free_blocks(const nf_stats *s)
+{
+	size_t pages = 0;
+	for (int order = 0; order <= NF_MAX_ORDER; order++)
+		pages += s->free_by_order[order] << order;
+	return pages;
+}
+
+/*
+ * A 4 GiB domain has 32 MiB of page descriptors (8,192 pages of them).
+ * Creating it writes none of them, and using a few thousand pages faults in
+ * only the descriptors of those pages (buddy.c's frontier): nofail's
+ * metadata costs memory in proportion to what is used, not to the budget.
+ */
+TEST(large_budget_faults_in_only_the_descriptors_it_uses)
+{
+	nf_domain *d = create(4 * GiB, "large");
+	REQUIRE(d != NULL);
+	size_t total;
+	size_t resident = resident_descriptor_pages(d, &total);
+	CHECK(total >= 8192);
+	/* The first page also holds the domain struct. */
+	if (resident > 2)
+		fprintf(stderr, "  %zu of %zu descriptor pages resident after create\n", resident, total);
+	CHECK(resident <= 2);
+	CHECK_EQ(d->frontier, d->meta_pages);
+
+	/* The statistics count the untouched region as free, released, and as the blocks it will become. */
+	nf_stats fresh;
+	nf_stats_get(d, &fresh);
+	CHECK_EQ(fresh.free_pages, fresh.budget_pages - fresh.meta_pages);
+	CHECK_EQ(fresh.released_pages, fresh.free_pages);
+	CHECK_EQ(pages_in_free_blocks(&fresh), fresh.free_pages);
+	CHECK(fresh.free_by_order[NF_MAX_ORDER] >= 1000);
+	domain_check(d);
+
+	/* 2,000 pages and 40 order-3 blocks, every page written. */
+	enum { SINGLES = 2000, BLOCKS = 40 };
+	static char *single[SINGLES], *block[BLOCKS];
+	for (int i = 0; i < SINGLES; i++) {
+		single[i] = nf_pages_alloc(d, 0, 0);
+		memset(single[i], 1, NF_PAGE_SIZE);
+	}
+	for (int i = 0; i < BLOCKS; i++) {
+		block[i] = nf_pages_alloc(d, 3, 0);
+		memset(block[i], 1, 8 * NF_PAGE_SIZE);
+	}
+	/* 2,320 pages used: their descriptors fill 19 pages; allow the chunk heads and a thread list. */
+	resident = resident_descriptor_pages(d, &total);
+	if (resident > 40)
+		fprintf(stderr, "  %zu of %zu descriptor pages resident for 2,320 used pages\n", resident, total);
+	CHECK(resident <= 40);
+	CHECK(d->frontier <= d->meta_pages + 4 * ((size_t)1 << NF_MAX_ORDER));
+	domain_check(d);
+
+	for (int i = 0; i < SINGLES; i++)
+		nf_pages_free(d, single[i], 0);
+	for (int i = 0; i < BLOCKS; i++)
+		nf_pages_free(d, block[i], 3);
+	nf_domain_drain(d);
+	domain_check(d);
+	/* Everything merged back: the same free blocks as the fresh domain, whatever moved the frontier. */
+	nf_stats after;
+	nf_stats_get(d, &after);
+	CHECK_EQ(after.free_pages, fresh.free_pages);
+	for (int order = 0; order <= NF_MAX_ORDER; order++)
+		CHECK_EQ(after.free_by_order[order], fresh.free_by_order[order]);
+	CHECK(after.released_pages < fresh.released_pages); /* the pages written are resident now */
+	nf_domain_destroy(d);
 }
 
 /* ---- bad configs: NULL + EINVAL + one stderr line naming the field ---- */
