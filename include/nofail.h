@@ -269,6 +269,80 @@ nf_scope_t nf_scope_current(void);
 unsigned nf_reclaim_class(const char *name);
 
 /* ------------------------------------------------------------------ */
+/* Shrinkers and reclaim                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A shrinker gives memory back when the domain runs short: a cache the
+ * program can rebuild, buffers it can drop. Reclaim asks each registered
+ * shrinker for work in proportion to what it holds (count) and inversely
+ * to how costly its objects are to recreate (seeks), in batches, at rising
+ * priority, and carries work a shrinker refused over to the next call
+ * (at most twice what it holds).
+ *
+ * Reclaim runs in an allocation that would otherwise wait or fail (direct
+ * reclaim), in nf_reserve before it queues, and in one background thread
+ * per domain that wakes when free pages fall below the low watermark and
+ * reclaims up to the high one. Shrinkers always run in the memalloc scope:
+ * what they allocate may use the emergency reserve and never reclaims, so
+ * reclaim never recurses. A thread in NF_SCOPE_NORECLAIM(classes) never
+ * enters shrinkers of those classes. NF_NOWAIT allocations run only
+ * shrinkers marked NF_SHRINKER_NONBLOCKING, with NF_SHRINK_NOWAIT in the
+ * scan flags.
+ */
+typedef struct nf_shrinker nf_shrinker;
+
+#define NF_SHRINK_STOP           ((size_t)-1)  /* from scan: no progress possible now; retry later */
+#define NF_SHRINKER_NONBLOCKING  1u            /* ops.flags: scan never sleeps, so it may run anywhere */
+#define NF_SHRINK_NOWAIT         1u            /* scan flags: this call must not sleep */
+#define NF_DEFAULT_SEEKS         2u
+
+typedef struct nf_shrinker_ops {
+	const char *name;                         /* required; for messages and statistics */
+	size_t (*count)(void *data);              /* required: objects it could free now (0: nothing) */
+	/* Required: try to free nr_to_scan objects; returns how many it freed, or NF_SHRINK_STOP. */
+	size_t (*scan)(void *data, size_t nr_to_scan, unsigned flags);
+	void *data;
+	unsigned seeks;                           /* cost to recreate an object; 0 = NF_DEFAULT_SEEKS */
+	unsigned classes;                         /* nf_reclaim_class bits it belongs to; 0 = none */
+	unsigned flags;                           /* NF_SHRINKER_NONBLOCKING */
+} nf_shrinker_ops;
+
+/* NULL + errno EINVAL (and a line on stderr) on a bad domain or ops; the ops are copied. */
+nf_shrinker *nf_shrinker_register(nf_domain *d, const nf_shrinker_ops *ops);
+/*
+ * Waits until no reclaim is inside the shrinker, then removes it: after
+ * this returns, count and scan are never called again. Calling it from the
+ * shrinker's own count or scan is a deadlock and aborts with a message.
+ */
+void nf_shrinker_unregister(nf_shrinker *s);
+
+/*
+ * Asks the shrinkers of d for about `pages` pages now, as direct reclaim
+ * would (cgroup v2's memory.reclaim, for a domain), in the calling
+ * thread's scope. Returns the pages freed (free pages gained; approximate
+ * while other threads allocate).
+ */
+size_t nf_domain_reclaim(nf_domain *d, size_t pages);
+
+/* Pressure levels for nf_domain_on_pressure. */
+enum nf_pressure {
+	NF_PRESSURE_NONE = 0,   /* free pages back above the high watermark */
+	NF_PRESSURE_LOW  = 1,   /* below the low watermark: background reclaim runs */
+	NF_PRESSURE_MIN  = 2,   /* at the min watermark: ordinary allocations wait */
+};
+/*
+ * fn(d, level, data) is called, from the domain's background reclaim
+ * thread, each time the domain's pressure level changes, so the program can
+ * shed load before it hits the wall. Levels are measured on the slow paths
+ * (free pages not promised to reservations); between low and high the
+ * level keeps its last value. One callback per domain: a second call
+ * replaces the first; fn NULL removes it. Returns 0 or -EINVAL.
+ */
+int nf_domain_on_pressure(nf_domain *d, void (*fn)(nf_domain *d, enum nf_pressure level, void *data),
+			  void *data);
+
+/* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -308,6 +382,14 @@ typedef struct nf_stats {
 	uint64_t reserve_wait_ns_max;
 	uint64_t token_pages;      /* pages allocated by spending tokens */
 	uint64_t overruns;         /* allocations past a reservation's tokens */
+	/* reclaim */
+	unsigned shrinkers;        /* registered now */
+	uint64_t reclaim_direct;   /* direct reclaim runs (allocations, reservations, nf_domain_reclaim) */
+	uint64_t reclaim_background; /* passes of the background thread */
+	uint64_t reclaim_pages;    /* free pages gained by reclaim, both kinds */
+	uint64_t shrinker_calls;   /* scan calls */
+	uint64_t shrinker_freed;   /* objects the scans reported freed */
+	unsigned pressure;         /* enum nf_pressure now */
 } nf_stats;
 
 /* What one reservation label saw: use is the pages a reservation spent, overruns included. */

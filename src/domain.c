@@ -126,6 +126,7 @@ static void init_locks(nf_domain *d)
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_mutex_init(&d->lock, NULL);
+	reclaim_init(d);
 	pthread_cond_init(&d->trim_wake, &attr);
 	pthread_mutex_init(&d->caches_lock, NULL);
 	pthread_condattr_destroy(&attr);
@@ -200,6 +201,7 @@ void nf_domain_destroy(nf_domain *d)
 		nf_log("nf_domain_destroy: the default domain lives as long as the process; not destroyed");
 		return;
 	}
+	reclaim_destroy(d);
 	trim_stop(d);
 	malloc_caches_destroy(d);
 	if (d->caches)

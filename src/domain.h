@@ -18,6 +18,7 @@
 #include "nofail.h"
 #include "log.h"
 #include "page.h"
+#include "reclaim.h"
 
 #define DOMAIN_MAGIC 0x6e6f6661696c646dULL /* "nofaildm" */
 /* Size classes of nf_malloc (size_class.h). */
@@ -74,6 +75,8 @@ struct nf_domain {
 	struct reserve_labels *reserve_labels;   /* taken from the domain on the first labelled request */
 	uint64_t reservations, reserve_failures, reserve_waits, reserve_waiting, reserve_wait_ns_max;
 	uint64_t token_pages, overruns;
+
+	struct domain_reclaim reclaim;   /* shrinkers and the background reclaimer (reclaim.h) */
 
 	/* statistics of the locked paths and of threads that have exited */
 	uint64_t allocations, frees;

@@ -25,6 +25,8 @@
 #include "thread.h"
 #include "trim.h"
 
+/* Direct reclaim rounds an allocation runs, while each frees something, before it fails or waits. */
+#define DIRECT_RECLAIM_ROUNDS 4
 /* Blocking requests above this order without NF_MAYFAIL are warned about once. */
 #define LARGE_BLOCKING_ORDER 3
 
@@ -135,15 +137,6 @@ static uint32_t take_through_list(nf_domain *d, struct thread_pages *tp)
 	return pop_list(tp, d);
 }
 
-/* The calling thread's list for d if it has one already; never registers one. */
-static struct thread_pages *own_list(nf_domain *d)
-{
-	if (d->pcp_slot < 0)
-		return NULL;
-	struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
-	return tp->domain == d ? tp : NULL;
-}
-
 /* A thread list that was asked to drain (someone waits) does so on its next slow path. */
 static void honour_drain_request(nf_domain *d, struct thread_pages *tp)
 {
@@ -205,8 +198,9 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 	 * list back before failing or waiting: free pages there are no reason
 	 * to fail, and nobody else can return them.
 	 */
-	struct thread_pages *tp = order == 0 ? thread_pages_attach(d) : own_list(d);
+	struct thread_pages *tp = order == 0 ? thread_pages_attach(d) : thread_pages_own(d);
 	uint64_t wait_start = 0;
+	unsigned reclaim_rounds = 0;
 	bool released = false, with_tokens = false;
 	uint32_t index;
 
@@ -234,6 +228,17 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 			thread_pages_drain(d, tp, OWNER_READ(tp->count));
 			continue;
 		}
+		/* Then the shrinkers, a few rounds while they free something, before failing or waiting. */
+		if (reclaim_rounds < DIRECT_RECLAIM_ROUNDS && reclaim_possible(&d->reclaim) &&
+		    !(nf_self.scope & NF_SCOPE_MEMALLOC)) {
+			reclaim_rounds++;
+			pthread_mutex_unlock(&d->lock);
+			bool progress = reclaim_direct(d, pages, !may_sleep);
+			pthread_mutex_lock(&d->lock);
+			if (progress)
+				continue;
+			reclaim_rounds = DIRECT_RECLAIM_ROUNDS;
+		}
 		if (!may_sleep || (flags & NF_MAYFAIL)) {
 			enum nf_fail_reason reason = may_sleep ? NF_FAIL_MAYFAIL : NF_FAIL_NOWAIT;
 			/* A try by nofail itself, which will go on to wait, is not a failure anyone saw. */
@@ -255,6 +260,7 @@ got_block:
 		r->pages_taken += pages;
 	if (below_min)
 		*below_min = d->free_pages < reserve_floor(d, d->min_pages);
+	reclaim_note_level(d);
 	account_wait(d, wait_start);
 	/*
 	 * A block taken here leaves the floor intact; a granted one did when

@@ -33,6 +33,7 @@ void pages_returned(nf_domain *d)
 	/* Whole reservations first: each one lets a task run to its end and free everything. */
 	reserve_grant_waiters(d);
 	page_wait_grant(d);
+	reclaim_note_level(d);
 }
 
 bool page_wait_must_queue(const nf_domain *d, size_t floor)
@@ -70,6 +71,7 @@ uint32_t page_wait(nf_domain *d, unsigned order, size_t floor, bool *released)
 	/* Ask the layers above to give back what they keep aside: thread page lists, slabs. */
 	d->drain_seq++;
 	atomic_fetch_add_explicit(&nf_memory_pressure_seq, 1, memory_order_relaxed);
+	reclaim_note_level(d);
 	d->waiting++;
 	/* Perhaps pages came back between our last look and joining the queue. */
 	page_wait_grant(d);

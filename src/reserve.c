@@ -22,6 +22,8 @@
 
 /* Bound on one sleep of a queued request; between sleeps it pushes reclaim again. */
 #define RESERVE_RECHECK_NS (10u * 1000u * 1000u)
+/* Direct reclaim rounds before a request queues (or fails, with NF_MAYFAIL), while each frees something. */
+#define RESERVE_RECLAIM_ROUNDS 4
 /* Bound on one sleep of a request behind the head. */
 #define RESERVE_QUEUED_RECHECK_NS (1000u * 1000u * 1000u)
 
@@ -88,19 +90,26 @@ static void dequeue(nf_domain *d, struct reserve_waiter *w)
 }
 
 /*
- * Asks what sits on top of the free lists to come back: the caller's own
- * page list now, other threads' lists on their next slow path, heaps' kept
- * slabs. (Shrinkers will be called from here once reclaim exists.) d->lock held.
+ * Asks for memory back: the caller's own page list now, other threads'
+ * lists on their next slow path, heaps' kept slabs, and the shrinkers,
+ * run directly with d->lock dropped around them. d->lock held; returns
+ * whether the shrinkers freed anything.
  */
-static void push_reclaim(nf_domain *d)
+static bool push_reclaim(nf_domain *d, size_t pages)
 {
-	if (d->pcp_slot >= 0) {
-		struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
-		if (tp->domain == d && OWNER_READ(tp->count))
-			thread_pages_drain(d, tp, OWNER_READ(tp->count));
-	}
+	struct thread_pages *tp = thread_pages_own(d);
+	if (tp && OWNER_READ(tp->count))
+		thread_pages_drain(d, tp, OWNER_READ(tp->count));
 	d->drain_seq++;
 	atomic_fetch_add_explicit(&nf_memory_pressure_seq, 1, memory_order_relaxed);
+	if (!reclaim_possible(&d->reclaim))
+		return false;
+	size_t short_by = d->free_pages >= reserve_floor(d, d->min_pages) + pages
+				  ? 0 : reserve_floor(d, d->min_pages) + pages - d->free_pages;
+	pthread_mutex_unlock(&d->lock);
+	bool progress = reclaim_direct(d, short_by ? short_by : 1, false);
+	pthread_mutex_lock(&d->lock);
+	return progress;
 }
 
 /* Queues and sleeps until granted or past the deadline (0: none); d->lock held. */
@@ -133,8 +142,12 @@ static int wait_for_grant(nf_domain *d, size_t pages, uint64_t deadline_ns)
 		 * wake-up was lost.
 		 */
 		bool head = d->reserve_head == &w;
-		if (head)
-			push_reclaim(d);
+		if (head) {
+			push_reclaim(d, pages);
+			reserve_grant_waiters(d);
+			if (w.granted)
+				break;
+		}
 		uint64_t sleep_ns = head ? RESERVE_RECHECK_NS : RESERVE_QUEUED_RECHECK_NS;
 		if (deadline_ns && deadline_ns - now < sleep_ns)
 			sleep_ns = deadline_ns - now;
@@ -198,14 +211,18 @@ static int admit_slow(nf_domain *d, size_t pages, unsigned flags, uint64_t timeo
 	/* Reserve once, up front: waiting while holding tokens, or inside reclaim, can deadlock. */
 	if (task_holds_tokens() || (nf_self.scope & NF_SCOPE_MEMALLOC))
 		return -EDEADLK;
-	if (flags & NF_MAYFAIL) {
-		/* One push, one more look, no queue. */
-		push_reclaim(d);
-		if (d->reserve_head || !fits(d, pages))
-			return -ENOMEM;
-		d->reserved_pages += pages;
-		return 0;
+	/* Reclaim before queueing, while it frees something and the request does not fit. */
+	for (int round = 0; round < RESERVE_RECLAIM_ROUNDS; round++) {
+		bool progress = push_reclaim(d, pages);
+		if (!d->reserve_head && fits(d, pages)) {
+			d->reserved_pages += pages;
+			return 0;
+		}
+		if (!progress)
+			break;
 	}
+	if (flags & NF_MAYFAIL)
+		return -ENOMEM;
 	return wait_for_grant(d, pages, timeout_ns ? nf_now_ns() + timeout_ns : 0);
 }
 
@@ -280,22 +297,15 @@ int nf_reserve_timeout(nf_domain *d, size_t pages, unsigned flags, uint64_t time
 	return reserve(d, pages, flags, NULL, timeout_ns, "nf_reserve_timeout");
 }
 
-static const struct thread_pages *own_list(const nf_domain *d)
-{
-	if (d->pcp_slot < 0 || nf_self.pages[d->pcp_slot].domain != d)
-		return NULL;
-	return &nf_self.pages[d->pcp_slot];
-}
-
 void reservation_attach_list(nf_domain *d, struct reservation *r)
 {
-	const struct thread_pages *tp = own_list(d);
+	const struct thread_pages *tp = thread_pages_own(d);
 	r->list_base = tp ? OWNER_READ(tp->allocations) : 0;
 }
 
 size_t reservation_pages_taken(nf_domain *d, const struct reservation *r)
 {
-	const struct thread_pages *tp = own_list(d);
+	const struct thread_pages *tp = thread_pages_own(d);
 	uint64_t list = tp ? OWNER_READ(tp->allocations) : 0;
 	/* A list attached after the reservation began counts from zero. */
 	return r->pages_taken + (size_t)(list >= r->list_base ? list - r->list_base : list);

@@ -8,6 +8,7 @@
 #include "thread_pages.h"
 
 static const char *const fail_reason_names[NF_FAIL_REASONS] = { "nowait", "mayfail", "invalid" };
+static const char *const pressure_names[3] = { "none", "low", "min" };
 
 void nf_stats_get(nf_domain *d, nf_stats *out)
 {
@@ -52,7 +53,17 @@ void nf_stats_get(nf_domain *d, nf_stats *out)
 	out->reserve_wait_ns_max = d->reserve_wait_ns_max;
 	out->token_pages = d->token_pages;
 	out->overruns = d->overruns;
+	out->pressure = (unsigned)atomic_load(&d->reclaim.level);
 	pthread_mutex_unlock(&d->lock);
+	const struct domain_reclaim *r = &d->reclaim;
+	pthread_mutex_lock(&d->reclaim.lock);
+	out->shrinkers = r->shrinker_count;
+	pthread_mutex_unlock(&d->reclaim.lock);
+	out->reclaim_direct = atomic_load(&r->direct_runs);
+	out->reclaim_background = atomic_load(&r->background_passes);
+	out->reclaim_pages = atomic_load(&r->pages_gained);
+	out->shrinker_calls = atomic_load(&r->scan_calls);
+	out->shrinker_freed = atomic_load(&r->objects_freed);
 }
 
 /* The length of the valid UTF-8 sequence of two or more bytes at s, 0 if there is none. */
@@ -115,6 +126,11 @@ static void print_json(FILE *f, const nf_stats *s, const nf_reserve_label_stats 
 	fprintf(f, "},\"waits\":{\"count\":%llu,\"waiting\":%llu,\"total_ns\":%llu,\"longest_ns\":%llu},",
 		(unsigned long long)s->waits, (unsigned long long)s->waiting, (unsigned long long)s->wait_ns_total,
 		(unsigned long long)s->wait_ns_max);
+	fprintf(f, "\"reclaim\":{\"shrinkers\":%u,\"direct\":%llu,\"background\":%llu,\"pages\":%llu,"
+		   "\"scan_calls\":%llu,\"objects_freed\":%llu,\"pressure\":\"%s\"},",
+		s->shrinkers, (unsigned long long)s->reclaim_direct, (unsigned long long)s->reclaim_background,
+		(unsigned long long)s->reclaim_pages, (unsigned long long)s->shrinker_calls,
+		(unsigned long long)s->shrinker_freed, pressure_names[s->pressure < 3 ? s->pressure : 0]);
 	fprintf(f, "\"reservations\":{\"reserved_pages\":%zu,\"cap_pages\":%zu,\"granted\":%llu,\"failed\":%llu,"
 		   "\"waits\":%llu,\"waiting\":%llu,\"longest_wait_ns\":%llu,\"token_pages\":%llu,\"overruns\":%llu,"
 		   "\"labels\":[",
@@ -151,6 +167,11 @@ static void print_text(FILE *f, const nf_stats *s, const nf_reserve_label_stats 
 		fprintf(f, " %s %llu", fail_reason_names[r], (unsigned long long)s->failures[r]);
 	fprintf(f, "\n  waits: %llu (%llu now), %.3f ms in all, longest %.3f ms\n", (unsigned long long)s->waits,
 		(unsigned long long)s->waiting, (double)s->wait_ns_total / 1e6, (double)s->wait_ns_max / 1e6);
+	fprintf(f, "  reclaim: %u shrinkers, %llu direct runs, %llu background passes, %llu pages gained,"
+		   " %llu scans freeing %llu objects; pressure %s\n",
+		s->shrinkers, (unsigned long long)s->reclaim_direct, (unsigned long long)s->reclaim_background,
+		(unsigned long long)s->reclaim_pages, (unsigned long long)s->shrinker_calls,
+		(unsigned long long)s->shrinker_freed, pressure_names[s->pressure < 3 ? s->pressure : 0]);
 	fprintf(f, "  reservations: %zu pages reserved now (cap %zu); %llu granted, %llu failed, %llu waited (%llu now),"
 		   " longest wait %.3f ms; %llu pages taken with tokens, %llu overruns\n",
 		s->reserved_pages, s->reserve_cap_pages, (unsigned long long)s->reservations,

@@ -61,8 +61,8 @@ static void refund_list_pages(struct task_reservations *all)
 		nf_domain *d = r->domain;
 		if (!d)
 			continue;
-		struct thread_pages *tp = d->pcp_slot >= 0 ? &nf_self.pages[d->pcp_slot] : NULL;
-		if (r->on_list && tp && tp->domain == d) {
+		struct thread_pages *tp = thread_pages_own(d);
+		if (r->on_list && tp) {
 			pthread_mutex_lock(&d->lock);
 			size_t count = OWNER_READ(tp->count);
 			size_t refund = count < r->on_list ? count : r->on_list;

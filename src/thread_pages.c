@@ -28,6 +28,14 @@ void thread_pages_slot_put(int slot)
 		slot_bitmap &= ~(1u << slot);
 }
 
+struct thread_pages *thread_pages_own(const nf_domain *d)
+{
+	if (d->pcp_slot < 0)
+		return NULL;
+	struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
+	return tp->domain == d ? tp : NULL;
+}
+
 struct thread_pages *thread_pages_attach(nf_domain *d)
 {
 	if (d->pcp_slot < 0 || nf_self.exiting)

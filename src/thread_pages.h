@@ -43,6 +43,8 @@ NF_HIDDEN void thread_pages_slot_put(int slot);
  * the domain has no lists or its thread quota is used up. Slow path.
  */
 NF_HIDDEN struct thread_pages *thread_pages_attach(nf_domain *d);
+/* The calling thread's list for d if it has one already (never registers one), else NULL. */
+NF_HIDDEN struct thread_pages *thread_pages_own(const nf_domain *d);
 /* Moves up to `batch` pages from the buddy lists to tp; d->lock held. Returns how many. */
 NF_HIDDEN unsigned thread_pages_refill(nf_domain *d, struct thread_pages *tp, unsigned batch);
 /* Moves up to `n` pages from tp back to the buddy lists; d->lock held. */
