@@ -203,6 +203,119 @@ void   nf_unreserve(nf_domain *d);
 size_t nf_reserved(nf_domain *d);
 
 /* ------------------------------------------------------------------ */
+/* Mempools                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A mempool keeps min_nr elements aside so that a path that must make
+ * progress (an I/O request, a buffer on the writeback path) always gets an
+ * element eventually, even when its domain is exhausted: elements that are
+ * out come back when their holders finish, and each one that comes back
+ * while someone waits goes straight to the one who has waited longest.
+ *
+ * The rule the guarantee rests on: a task holds at most min_nr elements of
+ * one pool at once, and frees them without allocating again from that pool
+ * (elements handed on, e.g. to a completion thread that frees them, count
+ * against the task that allocated them until they are freed). Debug builds
+ * (NF_DEBUG) track holders per task and report a breach with the caller.
+ *
+ * Elements come from a backend: a pair of functions (nf_mempool_create), a
+ * cache, pages, nf_alloc sizes, or another mempool.
+ */
+typedef struct nf_mempool nf_mempool;
+/* Allocates one element; flags as for nf_pages_alloc (the pool passes NF_NOWAIT and NF_MAYFAIL in its tries). */
+typedef void *nf_pool_alloc_fn(unsigned flags, void *data);
+typedef void  nf_pool_free_fn(void *element, void *data);
+
+/*
+ * Creates a pool and fills it with min_nr elements (min_nr >= 1), waiting
+ * for them if it must. If the backend returns NULL, everything taken is
+ * given back and the call returns NULL (errno ENOMEM). NULL + EINVAL, with
+ * a line on stderr naming the call, for min_nr < 1 or a NULL function.
+ */
+nf_mempool *nf_mempool_create(int min_nr, nf_pool_alloc_fn *alloc_fn, nf_pool_free_fn *free_fn, void *data);
+/* Elements are objects of c (nf_cache_alloc/nf_cache_free). */
+nf_mempool *nf_mempool_create_cache(int min_nr, nf_cache *c);
+/* Elements are blocks of 2^order pages of d (nf_pages_alloc/nf_pages_free). */
+nf_mempool *nf_mempool_create_pages(int min_nr, nf_domain *d, unsigned order);
+/* kmalloc-style: elements of `size` bytes from nf_malloc's default domain (nf_alloc/nf_free). */
+nf_mempool *nf_mempool_create_malloc(int min_nr, size_t size);
+/* The same from any domain. */
+nf_mempool *nf_mempool_create_alloc(int min_nr, nf_domain *d, size_t size);
+/* Elements of another pool: a pool on a pool (nf_mempool_alloc/nf_mempool_free of `below`). */
+nf_mempool *nf_mempool_create_pool(int min_nr, nf_mempool *below);
+
+/*
+ * One element. In order: the backend without waiting and without the
+ * emergency reserve; an element of the pool; if the caller may sleep, the
+ * backend with the caller's flags (and NF_MAYFAIL); then waiting, first
+ * come first served, until an element comes back (each sleep bounded, with
+ * the backend tried again after it, so a lost wake-up cannot hang it).
+ *   0 (or NF_HIGH, NF_MEMALLOC): never returns NULL.
+ *   NF_NOWAIT: never sleeps; NULL (EAGAIN) only when backend and pool are both empty.
+ *   NF_MAYFAIL: does not wait for an element; NULL (ENOMEM) when backend and pool are both empty.
+ *   NF_ZERO: zeroed, for pools whose element size is known (not nf_mempool_create); EINVAL otherwise.
+ */
+void *nf_mempool_alloc(nf_mempool *p, unsigned flags);
+/*
+ * n elements into out[], all or none (n <= min_nr: a task may hold no more).
+ * Never holds part of the set while it waits: what it got is given back
+ * before it queues, and the pool hands it all n at once. Returns 0,
+ * -EAGAIN (NF_NOWAIT) or -ENOMEM (NF_MAYFAIL) with out[] untouched, or
+ * -EINVAL (with a line on stderr) for bad arguments.
+ */
+int   nf_mempool_alloc_bulk(nf_mempool *p, size_t n, void **out, unsigned flags);
+/*
+ * Gives e back: to the longest waiter if anyone waits, to the pool if it
+ * holds fewer than min_nr, else to the backend (without any lock when the
+ * pool is full). NULL is reported on stderr and ignored. An element the
+ * pool never handed out is caught by the backend's own checks (caches,
+ * pages) and, in debug builds, for every pool.
+ */
+void  nf_mempool_free(nf_mempool *p, void *e);
+/*
+ * Changes min_nr while the pool is in use. Up: allocates the missing
+ * elements first (may sleep); all of them or -ENOMEM with nothing changed.
+ * Down: gives the surplus back to the backend. -EINVAL for min_nr < 1;
+ * -EBUSY when a queued bulk request needs more than min_nr.
+ */
+int   nf_mempool_resize(nf_mempool *p, int min_nr);
+/*
+ * Frees the pool's elements and the pool. Elements still out are reported
+ * on stderr with how many (debug builds: all of them, with their holders;
+ * release builds: those of the reserve) and stay allocated in the backend.
+ */
+void  nf_mempool_destroy(nf_mempool *p);
+
+/*
+ * The order nf_mempool_alloc tries things in. NF_MEMPOOL_BACKEND_FIRST (the
+ * default, today's kernel order) is described above. NF_MEMPOOL_HALF_FULL
+ * is the 2001 order: an element of the pool first while the pool is at
+ * least half full, the backend first below that. The scenario `nofail demo
+ * mempool` measures both (see README.md); returns 0 or -EINVAL.
+ */
+#define NF_MEMPOOL_BACKEND_FIRST 0u
+#define NF_MEMPOOL_HALF_FULL     1u
+int   nf_mempool_set_order(nf_mempool *p, unsigned order);
+
+typedef struct nf_mempool_stats {
+	int min_nr;
+	int curr_nr;              /* elements in the pool now */
+	int reserve_out;          /* min_nr - curr_nr: elements of the reserve out now */
+	long out;                 /* debug builds: elements handed out and not yet freed; -1 in release
+				     builds, whose fast paths count nothing */
+	uint64_t from_pool;       /* allocations served by an element of the pool (taken or handed over) */
+	uint64_t failures;        /* NULL returns (NF_NOWAIT, NF_MAYFAIL) */
+	uint64_t waits;           /* allocations that slept for an element */
+	uint64_t waiting;         /* sleeping now */
+	uint64_t wait_ns_max;
+	uint64_t breaches;        /* debug builds: allocations past the min_nr rule */
+} nf_mempool_stats;
+
+/* Fills *out; -EINVAL if p is not a live pool. */
+int   nf_mempool_stats_get(nf_mempool *p, nf_mempool_stats *out);
+
+/* ------------------------------------------------------------------ */
 /* Tasks                                                               */
 /* ------------------------------------------------------------------ */
 
