@@ -9,10 +9,12 @@
 
 extern const struct scenario scenario_waiters;
 extern const struct scenario scenario_storm;
+extern const struct scenario scenario_mempool;
 
 const struct scenario *const scenario_table[] = {
 	&scenario_waiters,
 	&scenario_storm,
+	&scenario_mempool,
 };
 
 const size_t scenario_count = sizeof scenario_table / sizeof scenario_table[0];
