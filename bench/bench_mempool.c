@@ -163,7 +163,12 @@ static void *one_element(unsigned flags, void *data)
 {
 	(void)flags;
 	_Atomic int *left = data;
-	return atomic_fetch_sub(left, 1) > 0 ? malloc(sizeof(long)) : NULL;
+	int n = atomic_load(left);
+	do {
+		if (n <= 0)
+			return NULL; /* the one element exists already */
+	} while (!atomic_compare_exchange_weak(left, &n, n - 1));
+	return malloc(sizeof(long));
 }
 
 static void one_element_free(void *e, void *data)
@@ -189,7 +194,7 @@ static int soak(void)
 	       (unsigned long long)s.from_pool, (double)(bench_now_ns() - start) / 1e9, (unsigned long long)s.waits,
 	       s.curr_nr);
 	nf_mempool_destroy(p);
-	return s.curr_nr == 1 && atomic_load(&left) == 0 ? 0 : 1;
+	return s.curr_nr == 1 && atomic_load(&left) == 1 ? 0 : 1; /* destroy gave the element back */
 }
 
 int main(int argc, char **argv)
