@@ -11,6 +11,7 @@
 #include "buddy.h"
 #include "reserve.h"
 #include "slab.h"
+#include "slab_geometry.h"
 #include "domain.h"
 #include "thread.h"
 #include "thread_pages.h"
@@ -33,10 +34,27 @@ static size_t percent_of(size_t pages, unsigned per_mille)
 	return pages * per_mille / 1000;
 }
 
-/* The region's metadata in pages: this struct and one descriptor per page. */
+/* Bytes of the slab header table (domain.h) of a domain of budget_pages. */
+static size_t slab_table_bytes(size_t budget_pages)
+{
+	if (budget_pages < SLAB_TABLE_MIN_PAGES)
+		return 0;
+	return (budget_pages >> SLAB_MIN_ORDER) * SLAB_HEADER_BYTES;
+}
+
+/* Where the descriptors start: after this struct, line-aligned. */
+#define PAGES_OFFSET ((sizeof(struct nf_domain) + 63) & ~(size_t)63)
+
+/* The descriptors' bytes, rounded up to a line: the slab header table after them is line-aligned. */
+static size_t descriptor_bytes(size_t budget_pages)
+{
+	return (budget_pages * sizeof(struct nf_page) + 63) & ~(size_t)63;
+}
+
+/* The region's metadata in pages: this struct, one descriptor per page, and the slab header table. */
 static size_t meta_pages_for(size_t budget_pages)
 {
-	size_t bytes = sizeof(struct nf_domain) + budget_pages * sizeof(struct nf_page);
+	size_t bytes = PAGES_OFFSET + descriptor_bytes(budget_pages) + slab_table_bytes(budget_pages);
 	return (bytes + NF_PAGE_SIZE - 1) / NF_PAGE_SIZE;
 }
 
@@ -160,7 +178,9 @@ nf_domain *nf_domain_create(const nf_domain_config *cfg)
 	nf_domain *d = (nf_domain *)base;
 	snprintf(d->name, sizeof d->name, "%s", cfg->name ? cfg->name : "domain");
 	d->base = base;
-	d->pages = (struct nf_page *)(base + ((sizeof(struct nf_domain) + 63) & ~(size_t)63));
+	d->pages = (struct nf_page *)(base + PAGES_OFFSET);
+	if (slab_table_bytes(budget_pages))
+		d->slab_table = (char *)d->pages + descriptor_bytes(budget_pages);
 	d->budget_bytes = bytes;
 	d->budget_pages = budget_pages;
 	d->meta_pages = meta_pages;

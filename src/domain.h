@@ -39,9 +39,15 @@ struct nf_domain {
 	char name[64];
 	char *base;                  /* the region; page i is base + i * NF_PAGE_SIZE */
 	struct nf_page *pages;       /* descriptors, indexed like the pages */
+	/*
+	 * The object layer's slab headers: a line-aligned place of
+	 * SLAB_HEADER_BYTES per 2^SLAB_MIN_ORDER pages, after the descriptors;
+	 * NULL in domains under SLAB_TABLE_MIN_PAGES (slab_geometry.h says why).
+	 */
+	char *slab_table;
 	size_t budget_bytes;
 	size_t budget_pages;         /* pages in the region */
-	size_t meta_pages;           /* pages 0 .. meta_pages-1 hold this struct and the descriptors */
+	size_t meta_pages;           /* pages 0 .. meta_pages-1: this struct, the descriptors, the slab table */
 	size_t min_pages, low_pages, high_pages, reserve_cap_pages;
 	unsigned largest_order;      /* the largest block the layout can ever form */
 	uint64_t trim_delay_ns;      /* UINT64_MAX: never trim */

@@ -139,9 +139,23 @@ static void set_page_owners(nf_cache *c, char *start, unsigned order, struct sla
 		c->domain->pages[first + i].owner = owner;
 }
 
+/*
+ * Where a slab's header lives (slab_geometry.h): in the domain's table for
+ * slabs of SLAB_MIN_ORDER and up, which start at a multiple of
+ * 2^SLAB_MIN_ORDER pages and so each have an entry of their own; else at
+ * the end of the slab. The free path never asks: it follows the owner.
+ */
+static struct slab *slab_header_place(nf_domain *d, char *start, unsigned order)
+{
+	if (d->slab_table && order >= SLAB_MIN_ORDER)
+		return (struct slab *)(d->slab_table +
+				       (domain_page_index(d, start) >> SLAB_MIN_ORDER) * SLAB_HEADER_BYTES);
+	return (struct slab *)(start + slab_header_offset(order));
+}
+
 static struct slab *slab_init(nf_cache *c, char *start, unsigned order, bool from_reserve)
 {
-	struct slab *s = (struct slab *)(start + slab_header_offset(order));
+	struct slab *s = slab_header_place(c->domain, start, order);
 	memset(s, 0, sizeof *s);
 	s->start = start;
 	s->cache = c;

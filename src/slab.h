@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,6 +44,11 @@ enum slab_state {
 	SLAB_RESERVE,   /* emergency-reserve slab, on the cache's reserve list */
 };
 
+/*
+ * The first cache line (the header is line-aligned, slab_geometry.h) holds
+ * everything a free by the owner reads and writes, and what hardened
+ * checks read: a free in random order misses on one header line, not two.
+ */
 struct slab {
 	void *free;                   /* owner's list of free objects */
 	uint32_t used;                /* objects not on `free` (remote frees count until collected) */
@@ -53,14 +59,16 @@ struct slab {
 	bool armed;                   /* owner set REMOTE_FULL_BIT and nobody has taken it */
 	bool awaiting_report;         /* a remote freer took the bit: the slab is (or will be) on the recovered stack */
 	struct heap *_Atomic heap;    /* owner, NULL when not owned */
+	nf_cache *cache;
+	uintptr_t key;                /* hardened builds: free-list links are stored XORed with this */
 	_Atomic uintptr_t remote;     /* objects freed by non-owners, and REMOTE_FULL_BIT or REMOTE_SHARED_BIT */
+	char *start;                  /* the slab's first page: objects from here (the header: slab_header_place) */
+	/* second line: lists, touched on slow paths only */
 	struct slab *next, *prev;     /* in the list that `state` names */
 	struct slab *next_recovered;  /* on the owner heap's recovered stack */
 	struct slab *all_next, *all_prev; /* the cache's list of all its slabs */
-	nf_cache *cache;
-	char *start;                  /* the slab's first page: objects from here, the header at the end */
-	uintptr_t key;                /* hardened builds: free-list links are stored XORed with this */
 };
+_Static_assert(offsetof(struct slab, next) == 64, "a free touches the header's first cache line only");
 
 struct nf_cache {
 	uint64_t magic;

@@ -8,17 +8,15 @@
 #include "slab.h"
 
 /*
- * Usual slabs of at least 2^MIN_SLAB_ORDER pages: every per-slab cost (a
+ * Usual slabs of at least 2^SLAB_MIN_ORDER pages: every per-slab cost (a
  * trip to the page allocator, carving, parking a full slab, giving an empty
  * one back) is paid once per slab, so small slabs multiply it. Larger ones
  * keep more memory aside per thread and cache; threads give it up under
  * pressure.
  */
-#ifndef MIN_SLAB_ORDER
-#define MIN_SLAB_ORDER 3
-#endif
 #define MAX_SLAB_ORDER 6
-#define HEADER_BYTES ((sizeof(struct slab) + 15) & ~(size_t)15)
+#define HEADER_BYTES SLAB_HEADER_BYTES
+_Static_assert(sizeof(struct slab) <= SLAB_HEADER_BYTES, "the slab header fits its place");
 
 size_t slab_header_offset(unsigned order)
 {
@@ -40,7 +38,7 @@ static unsigned usual_order(size_t stride)
 {
 	unsigned best = MAX_SLAB_ORDER;
 	double best_waste = 2;
-	for (unsigned order = MIN_SLAB_ORDER; order <= MAX_SLAB_ORDER; order++) {
+	for (unsigned order = SLAB_MIN_ORDER; order <= MAX_SLAB_ORDER; order++) {
 		size_t bytes = (size_t)NF_PAGE_SIZE << order;
 		if (bytes < HEADER_BYTES + stride)
 			continue;

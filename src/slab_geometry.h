@@ -23,7 +23,28 @@ struct slab_geometry {
 	uint32_t min_capacity;    /* objects in a fallback slab, >= 1 */
 };
 
-/* The slab header sits at the end of every slab, after the objects. */
+/*
+ * Every slab keeps its last SLAB_HEADER_BYTES free of objects: the place of
+ * its header (whole cache lines, so that the fields a free touches share
+ * one, slab.h), unless its domain keeps the header in its table.
+ */
+#define SLAB_HEADER_BYTES 128
+/* Usual slabs are at least 2^SLAB_MIN_ORDER pages (32 KiB). */
+#define SLAB_MIN_ORDER 3
+/*
+ * Domains of at least this many pages keep the headers of their slabs of
+ * SLAB_MIN_ORDER and up in a table (domain.h), a place per 2^SLAB_MIN_ORDER
+ * pages. Headers at the same offset of slabs aligned to 32 KiB all fall in
+ * one set of a 32 KiB L1 cache and four of a 1 MiB L2 (8-way both): frees
+ * in random order over a few hundred slabs missed on them every time. In
+ * the table they are dense, as mimalloc's page structs are in its segment.
+ * Smaller domains could not afford the table's 0.4% (a 64-page domain's
+ * metadata stays one page) and keep every header in its slab. The slab
+ * leaves its last bytes free either way, so that a cache's geometry, and
+ * nf_cache_pages_for, is the same in every domain.
+ */
+#define SLAB_TABLE_MIN_PAGES 1024
+/* Where the header of a slab of this order sits in the slab, when it does. */
 NF_HIDDEN size_t slab_header_offset(unsigned order);
 
 /* Fills g for objects of this stride (the stride is at most slab_max_stride()). */

@@ -188,7 +188,7 @@ TEST(cache_create_bad_arguments)
 	nf_cache_free(c, big);
 	nf_cache_destroy(c);
 	/* The largest object a slab holds (a slab of 64 pages less its header) works; one byte more does not. */
-	size_t largest = ((size_t)NF_PAGE_SIZE << 6) - ((sizeof(struct slab) + 15) & ~(size_t)15);
+	size_t largest = ((size_t)NF_PAGE_SIZE << 6) - SLAB_HEADER_BYTES;
 	c = nf_cache_create(d, "largest", largest, 0, 0);
 	REQUIRE(c != NULL);
 	CHECK_EQ(c->geometry.capacity, 1);
@@ -281,6 +281,62 @@ TEST(cache_zero_flag)
 }
 
 /* ---- reuse and slabs going back ------------------------------------------ */
+
+/*
+ * Domains of SLAB_TABLE_MIN_PAGES and up keep the headers of usual slabs in
+ * their table, one line-aligned place per 2^SLAB_MIN_ORDER pages: headers
+ * of different slabs never share the cache sets that headers at the same
+ * offset of aligned slabs would. Smaller domains keep them in the slab.
+ */
+TEST(slab_headers_sit_in_the_domain_table)
+{
+	nf_domain *d = new_domain(64 << 20, "table");
+	nf_cache *c = nf_cache_create(d, "headers", 64, 0, 0);
+	REQUIRE(d != NULL && c != NULL);
+	REQUIRE(d->slab_table != NULL);
+	char *table_end = d->slab_table + (d->budget_pages >> SLAB_MIN_ORDER) * SLAB_HEADER_BYTES;
+	CHECK(table_end <= d->base + d->meta_pages * NF_PAGE_SIZE);
+	size_t n = (size_t)c->geometry.capacity * 4 + 1;
+	void **objs = malloc(n * sizeof *objs);
+	REQUIRE(objs != NULL);
+	struct slab *seen[8];
+	size_t slabs = 0;
+	for (size_t i = 0; i < n; i++) {
+		objs[i] = nf_cache_alloc(c, 0);
+		REQUIRE(objs[i] != NULL);
+		struct slab *s = slab_of(c, objs[i]);
+		if (slabs && seen[slabs - 1] == s)
+			continue;
+		REQUIRE(slabs < 8);
+		seen[slabs++] = s;
+		size_t first = domain_page_index(d, s->start);
+		CHECK(s->order >= SLAB_MIN_ORDER);
+		CHECK_EQ((char *)s - d->slab_table, (first >> SLAB_MIN_ORDER) * SLAB_HEADER_BYTES);
+		CHECK((char *)s >= d->slab_table && (char *)s + sizeof *s <= table_end);
+		/* The objects stop where an in-slab header would start: the geometry is every domain's. */
+		CHECK(s->start + (size_t)s->capacity * c->stride <= s->start + slab_header_offset(s->order));
+	}
+	CHECK_EQ(slabs, 5);
+	for (size_t i = 0; i < n; i++)
+		nf_cache_free(c, objs[i]);
+	nf_cache_destroy(c);
+	nf_domain_destroy(d);
+
+	/* Under SLAB_TABLE_MIN_PAGES: no table, and the header at the slab's end. */
+	d = new_domain((SLAB_TABLE_MIN_PAGES - 1) * (size_t)NF_PAGE_SIZE, "small");
+	REQUIRE(d != NULL);
+	CHECK(d->slab_table == NULL);
+	c = nf_cache_create(d, "headers", 64, 0, 0);
+	REQUIRE(c != NULL);
+	objs[0] = nf_cache_alloc(c, 0);
+	REQUIRE(objs[0] != NULL);
+	struct slab *s = slab_of(c, objs[0]);
+	CHECK((char *)s == s->start + slab_header_offset(s->order));
+	nf_cache_free(c, objs[0]);
+	nf_cache_destroy(c);
+	nf_domain_destroy(d);
+	free(objs);
+}
 
 TEST(cache_same_thread_reuse)
 {
