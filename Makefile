@@ -75,9 +75,10 @@ $(BUILD)/cmd/%.o: %.c $(wildcard tools/*.h scenarios/*.h) include/nofail.h
 $(BUILD)/nofail: $(TOOL_OBJ) $(BUILD)/libnofail.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(BUILD)/libnofail.a $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/%.c tests/harness.c tests/harness.h $(BUILD)/libnofail.a
+TEST_SUPPORT := tests/harness.c tests/fixtures.c
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) tests/harness.h tests/fixtures.h $(BUILD)/libnofail.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< tests/harness.c $(BUILD)/libnofail.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(TEST_SUPPORT) $(BUILD)/libnofail.a $(LDLIBS_ALL)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libnofail.a
 	@mkdir -p $(dir $@)

@@ -16,38 +16,11 @@
 
 #include "budget.h"
 #include "domain.h"
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
 #include "thread_pages.h"
 
-#define MiB ((size_t)1 << 20)
-#define GiB ((size_t)1 << 30)
-
-/* ---- running a piece of a test in a child (fresh default domain, captured stderr) ---- */
-
-struct child_call {
-	void (*fn)(void *arg);
-	void *arg;
-};
-
-static void child_trampoline(void *arg)
-{
-	struct child_call *call = arg;
-	call->fn(call->arg);
-	fflush(NULL);
-	_exit(harness_case_failed() ? 1 : 0);
-}
-
-/* Runs fn(arg) in a child whose CHECKs decide its exit status; its stderr lands in out. */
-static bool run_in_child(void (*fn)(void *arg), void *arg, char *out, size_t len)
-{
-	struct child_call call = { fn, arg };
-	int status = run_captured(child_trampoline, &call, out, len);
-	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	if (!ok)
-		fprintf(stderr, "  child failed (status 0x%x); it said:\n%s\n", (unsigned)status, out);
-	return ok;
-}
 
 static unsigned count_lines(const char *text)
 {
@@ -57,17 +30,11 @@ static unsigned count_lines(const char *text)
 	return lines;
 }
 
-static nf_domain *create(size_t bytes, const char *name)
-{
-	nf_domain_config cfg = { .budget_bytes = bytes, .name = name, .trim_delay_ms = NF_TRIM_NEVER };
-	return nf_domain_create(&cfg);
-}
-
 /* ---- create / destroy ---- */
 
 TEST(create_and_destroy)
 {
-	nf_domain *d = create(MiB, "basic");
+	nf_domain *d = domain_for_test(MiB, "basic");
 	REQUIRE(d != NULL);
 	CHECK(strcmp(nf_domain_name(d), "basic") == 0);
 	nf_stats s;
@@ -85,7 +52,7 @@ TEST(create_and_destroy)
 	nf_domain_destroy(d);
 
 	/* A NULL name gets "domain"; the budget is rounded down to whole pages. */
-	d = create(64 * NF_PAGE_SIZE + 100, NULL);
+	d = domain_for_test(64 * NF_PAGE_SIZE + 100, NULL);
 	REQUIRE(d != NULL);
 	CHECK(strcmp(nf_domain_name(d), "domain") == 0);
 	nf_stats_get(d, &s);
@@ -105,7 +72,7 @@ TEST(budget_covers_metadata)
 		256 * MiB, GiB,
 	};
 	for (size_t i = 0; i < sizeof budgets / sizeof budgets[0]; i++) {
-		nf_domain *d = create(budgets[i], "meta");
+		nf_domain *d = domain_for_test(budgets[i], "meta");
 		REQUIRE(d != NULL);
 		nf_stats s;
 		nf_stats_get(d, &s);
@@ -130,21 +97,10 @@ TEST(budget_covers_metadata)
 /* Pages of d's descriptor array resident in memory now (mincore), and in *total how many it spans. */
 static size_t resident_descriptor_pages(nf_domain *d, size_t *total)
 {
+	size_t bytes = d->budget_pages * sizeof *d->pages;
 	uintptr_t start = (uintptr_t)d->pages & ~(uintptr_t)(NF_PAGE_SIZE - 1);
-	uintptr_t end = ((uintptr_t)(d->pages + d->budget_pages) + NF_PAGE_SIZE - 1) & ~(uintptr_t)(NF_PAGE_SIZE - 1);
-	size_t pages = (end - start) / NF_PAGE_SIZE;
-	*total = pages;
-	unsigned char *vec = malloc(pages);
-	if (!vec || mincore((void *)start, end - start, vec) != 0) {
-		free(vec);
-		harness_fail(__FILE__, __LINE__, "mincore on the descriptor array");
-		return SIZE_MAX;
-	}
-	size_t resident = 0;
-	for (size_t i = 0; i < pages; i++)
-		resident += vec[i] & 1;
-	free(vec);
-	return resident;
+	*total = ((uintptr_t)d->pages + bytes - start + NF_PAGE_SIZE - 1) / NF_PAGE_SIZE;
+	return resident_pages_in(d->pages, bytes);
 }
 
 /* What the free blocks of a stats snapshot add up to. */
@@ -164,7 +120,7 @@ static size_t pages_in_free_blocks(const nf_stats *s)
  */
 TEST(large_budget_faults_in_only_the_descriptors_it_uses)
 {
-	nf_domain *d = create(4 * GiB, "large");
+	nf_domain *d = domain_for_test(4 * GiB, "large");
 	REQUIRE(d != NULL);
 	size_t total;
 	size_t resident = resident_descriptor_pages(d, &total);
@@ -240,7 +196,7 @@ static void create_expecting_einval(void *arg)
 /* The usable pages (budget minus metadata) of a domain of `bytes`. */
 static size_t usable_pages(size_t bytes)
 {
-	nf_domain *d = create(bytes, "probe");
+	nf_domain *d = domain_for_test(bytes, "probe");
 	if (!d)
 		return 0;
 	nf_stats s;
@@ -326,7 +282,7 @@ TEST(default_watermarks)
 {
 	static const size_t pages[] = { 64, 100, 400, 1000, 4096, 10000, 65536, 262144 };
 	for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
-		nf_domain *d = create(pages[i] * NF_PAGE_SIZE, "wm");
+		nf_domain *d = domain_for_test(pages[i] * NF_PAGE_SIZE, "wm");
 		REQUIRE(d != NULL);
 		nf_stats s;
 		nf_stats_get(d, &s);
@@ -607,7 +563,7 @@ TEST(cgroup_missing_files_mean_no_limit)
 static void destroy_with_pages(void *arg)
 {
 	(void)arg;
-	nf_domain *d = create(MiB, "leaky");
+	nf_domain *d = domain_for_test(MiB, "leaky");
 	REQUIRE(d != NULL);
 	CHECK(nf_pages_alloc(d, 0, 0) != NULL);
 	CHECK(nf_pages_alloc(d, 1, 0) != NULL);
@@ -617,7 +573,7 @@ static void destroy_with_pages(void *arg)
 static void destroy_clean(void *arg)
 {
 	(void)arg;
-	nf_domain *d = create(8 * MiB, "clean");
+	nf_domain *d = domain_for_test(8 * MiB, "clean");
 	REQUIRE(d != NULL);
 	void *p = nf_pages_alloc(d, 0, 0); /* through this thread's page list */
 	void *q = nf_pages_alloc(d, 2, 0);
@@ -663,7 +619,7 @@ TEST(destroy_of_a_non_domain_is_refused)
 TEST(create_destroy_cycles_reuse_slots)
 {
 	for (int cycle = 0; cycle < 3 * NF_PCP_SLOTS; cycle++) {
-		nf_domain *d = create(8 * MiB, "cycle");
+		nf_domain *d = domain_for_test(8 * MiB, "cycle");
 		REQUIRE(d != NULL);
 		CHECK(d->pcp_slot >= 0);
 		/* Use the list so that this thread's slot holds the domain when it is destroyed. */
@@ -683,13 +639,13 @@ TEST(domains_beyond_the_slots_work_without_lists)
 	nf_domain *held[NF_PCP_SLOTS];
 	unsigned used = 0;
 	for (int i = 0; i < NF_PCP_SLOTS; i++) {
-		held[i] = create(8 * MiB, "slot");
+		held[i] = domain_for_test(8 * MiB, "slot");
 		REQUIRE(held[i] != NULL);
 		CHECK(held[i]->pcp_slot >= 0);
 		CHECK(!(used & (1u << held[i]->pcp_slot)));
 		used |= 1u << held[i]->pcp_slot;
 	}
-	nf_domain *extra = create(8 * MiB, "extra");
+	nf_domain *extra = domain_for_test(8 * MiB, "extra");
 	REQUIRE(extra != NULL);
 	CHECK(extra->pcp_slot < 0);
 	void *p = nf_pages_alloc(extra, 0, 0);
@@ -703,7 +659,7 @@ TEST(domains_beyond_the_slots_work_without_lists)
 
 	int freed_slot = held[5]->pcp_slot;
 	nf_domain_destroy(held[5]);
-	held[5] = create(8 * MiB, "again");
+	held[5] = domain_for_test(8 * MiB, "again");
 	REQUIRE(held[5] != NULL);
 	CHECK_EQ(held[5]->pcp_slot, freed_slot);
 	for (int i = 0; i < NF_PCP_SLOTS; i++)

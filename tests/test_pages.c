@@ -20,35 +20,22 @@
 #include <unistd.h>
 
 #include "domain.h"
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
 
-#define MiB ((size_t)1 << 20)
 #define SMALL_PAGES 512 /* 2 MiB: under 1024 usable pages, so no per-thread lists */
 #define MAX_HELD 8192
 
-static nf_domain *create(size_t bytes, const char *name)
-{
-	nf_domain_config cfg = { .budget_bytes = bytes, .name = name, .trim_delay_ms = NF_TRIM_NEVER };
-	return nf_domain_create(&cfg);
-}
-
 static nf_domain *create_small(void)
 {
-	nf_domain *d = create(SMALL_PAGES * NF_PAGE_SIZE, "small");
+	nf_domain *d = domain_for_test(SMALL_PAGES * NF_PAGE_SIZE, "small");
 	if (d && d->pcp_slot >= 0) {
 		harness_fail(__FILE__, __LINE__, "the small domain has no per-thread lists");
 		nf_domain_destroy(d);
 		return NULL;
 	}
 	return d;
-}
-
-static nf_stats stats(nf_domain *d)
-{
-	nf_stats s;
-	nf_stats_get(d, &s);
-	return s;
 }
 
 /* Blocks held by a test. */
@@ -101,23 +88,6 @@ static bool all_zero(const void *p, size_t bytes)
 	return true;
 }
 
-/* Sends stderr to /dev/null for calls whose message is tested elsewhere. */
-static int quiet_begin(void)
-{
-	fflush(stderr);
-	int saved = dup(STDERR_FILENO);
-	int null = open("/dev/null", O_WRONLY);
-	dup2(null, STDERR_FILENO);
-	close(null);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-}
-
 static bool page_in_domain(nf_domain *d, const void *p, unsigned order)
 {
 	const char *c = p;
@@ -130,7 +100,7 @@ static bool page_in_domain(nf_domain *d, const void *p, unsigned order)
 
 TEST(every_order_is_aligned_and_inside)
 {
-	nf_domain *d = create(16 * MiB, "orders");
+	nf_domain *d = domain_for_test(16 * MiB, "orders");
 	REQUIRE(d != NULL);
 	void *blocks[NF_MAX_ORDER + 1];
 	for (unsigned order = 0; order <= NF_MAX_ORDER; order++) {
@@ -151,12 +121,12 @@ TEST(every_order_is_aligned_and_inside)
 		}
 		CHECK(pa[0] == (char)(a + 1) && pa[la - 1] == (char)(a + 1));
 	}
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.used_pages, s.meta_pages + 2047);
 	CHECK_EQ(s.allocations, NF_MAX_ORDER + 1);
 	for (unsigned order = 0; order <= NF_MAX_ORDER; order++)
 		nf_pages_free(d, blocks[order], order);
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.used_pages, s.meta_pages);
 	CHECK_EQ(s.frees, NF_MAX_ORDER + 1);
 	domain_check(d);
@@ -197,7 +167,7 @@ TEST(zero_flag_zeroes_reused_blocks)
 /* Order-0 pages handed out from this thread's list (the lock-free fast path) are zeroed too. */
 TEST(zero_flag_on_the_thread_list_fast_path)
 {
-	nf_domain *d = create(8 * MiB, "pcp-zero");
+	nf_domain *d = domain_for_test(8 * MiB, "pcp-zero");
 	REQUIRE(d != NULL);
 	REQUIRE(d->pcp_slot >= 0);
 	struct held *h = held_new();
@@ -205,7 +175,7 @@ TEST(zero_flag_on_the_thread_list_fast_path)
 	for (size_t i = 0; i < h->count; i++)
 		memset(h->block[i].p, 0x5a, NF_PAGE_SIZE);
 	free_all(d, h);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	REQUIRE(s.cached_pages > 0); /* the first allocations below come off the list */
 	size_t dirty = 0;
 	for (size_t i = 0; i < s.cached_pages; i++) {
@@ -215,7 +185,7 @@ TEST(zero_flag_on_the_thread_list_fast_path)
 		h->block[h->count].p = p;
 		h->block[h->count++].order = 0;
 	}
-	CHECK_EQ(stats(d).cached_pages, 0); /* they all came from the list */
+	CHECK_EQ(stats_now(d).cached_pages, 0); /* they all came from the list */
 	CHECK_EQ(dirty, 0);
 	free_all(d, h);
 	free(h);
@@ -232,14 +202,14 @@ TEST(ordinary_allocations_stop_at_min)
 	/* Mixed orders first, then order 0 to use up what is left above min. */
 	for (unsigned order = 4; order-- > 0;)
 		fill(d, h, order, NF_MAYFAIL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.free_pages, s.min_pages);
 	CHECK_EQ(s.reserve_in_use, 0);
 	errno = 0;
 	CHECK(nf_pages_alloc(d, 0, NF_MAYFAIL) == NULL);
 	CHECK_EQ(errno, ENOMEM);
 	CHECK(nf_pages_alloc(d, 0, NF_MAYFAIL | NF_ZERO) == NULL);
-	CHECK_EQ(stats(d).free_pages, s.min_pages);
+	CHECK_EQ(stats_now(d).free_pages, s.min_pages);
 	free_all(d, h);
 	free(h);
 	domain_check(d);
@@ -252,7 +222,7 @@ TEST(nowait_fails_at_min_without_sleeping)
 	REQUIRE(d != NULL);
 	struct held *h = held_new();
 	fill(d, h, 0, NF_MAYFAIL);
-	nf_stats before = stats(d);
+	nf_stats before = stats_now(d);
 	REQUIRE(before.free_pages == before.min_pages);
 	errno = 0;
 	CHECK(nf_pages_alloc(d, 0, NF_NOWAIT) == NULL);
@@ -260,7 +230,7 @@ TEST(nowait_fails_at_min_without_sleeping)
 	errno = 0;
 	CHECK(nf_pages_alloc(d, 2, NF_NOWAIT) == NULL);
 	CHECK_EQ(errno, EAGAIN);
-	nf_stats after = stats(d);
+	nf_stats after = stats_now(d);
 	CHECK_EQ(after.waits, 0); /* it did not sleep */
 	CHECK_EQ(after.wait_ns_total, 0);
 	CHECK_EQ(after.failures[NF_FAIL_NOWAIT], before.failures[NF_FAIL_NOWAIT] + 2);
@@ -281,7 +251,7 @@ TEST(mayfail_returns_null_when_exhausted)
 	struct held *h = held_new();
 	/* Exhausted completely: even the emergency reserve is gone. */
 	fill(d, h, 0, NF_MAYFAIL | NF_MEMALLOC);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.free_pages, 0);
 	uint64_t failures = s.failures[NF_FAIL_MAYFAIL];
 	for (unsigned order = 0; order <= 3; order++) {
@@ -292,7 +262,7 @@ TEST(mayfail_returns_null_when_exhausted)
 		CHECK(nf_pages_alloc(d, order, NF_MAYFAIL | NF_MEMALLOC) == NULL);
 		CHECK_EQ(errno, ENOMEM);
 	}
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.failures[NF_FAIL_MAYFAIL], failures + 8);
 	CHECK_EQ(s.waits, 0);
 	free_all(d, h);
@@ -306,17 +276,17 @@ TEST(high_may_go_to_half_of_min)
 	REQUIRE(d != NULL);
 	struct held *h = held_new();
 	fill(d, h, 0, NF_MAYFAIL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	REQUIRE(s.free_pages == s.min_pages);
 	size_t got = fill(d, h, 0, NF_MAYFAIL | NF_HIGH);
 	CHECK_EQ(got, s.min_pages - s.min_pages / 2);
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.free_pages, s.min_pages / 2);
 	CHECK_EQ(s.reserve_in_use, s.min_pages - s.min_pages / 2);
 	/* Not below min/2, whatever the order. */
 	CHECK(nf_pages_alloc(d, 0, NF_NOWAIT | NF_HIGH) == NULL);
 	CHECK(nf_pages_alloc(d, 1, NF_MAYFAIL | NF_HIGH) == NULL);
-	CHECK_EQ(stats(d).free_pages, s.min_pages / 2);
+	CHECK_EQ(stats_now(d).free_pages, s.min_pages / 2);
 	free_all(d, h);
 	free(h);
 	domain_check(d);
@@ -329,7 +299,7 @@ TEST(memalloc_uses_the_whole_reserve)
 	REQUIRE(d != NULL);
 	struct held *h = held_new();
 	fill(d, h, 0, NF_MAYFAIL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	REQUIRE(s.free_pages == s.min_pages);
 	CHECK(nf_pages_alloc(d, 0, NF_MAYFAIL) == NULL); /* ordinary: no */
 	/* Blocking NF_MEMALLOC below min does not wait: it takes the reserve. */
@@ -337,15 +307,15 @@ TEST(memalloc_uses_the_whole_reserve)
 	REQUIRE(p != NULL);
 	h->block[h->count].p = p;
 	h->block[h->count++].order = 0;
-	CHECK_EQ(stats(d).reserve_in_use, 1);
+	CHECK_EQ(stats_now(d).reserve_in_use, 1);
 	size_t got = fill(d, h, 0, NF_MAYFAIL | NF_MEMALLOC);
 	CHECK_EQ(got, s.min_pages - 1);
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.free_pages, 0);
 	CHECK_EQ(s.reserve_in_use, s.min_pages);
 	CHECK_EQ(s.waits, 0);
 	free_all(d, h);
-	CHECK_EQ(stats(d).reserve_in_use, 0);
+	CHECK_EQ(stats_now(d).reserve_in_use, 0);
 	free(h);
 	domain_check(d);
 	nf_domain_destroy(d);
@@ -357,21 +327,21 @@ TEST(memalloc_scope_uses_the_reserve)
 	REQUIRE(d != NULL);
 	struct held *h = held_new();
 	fill(d, h, 0, NF_MAYFAIL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	REQUIRE(s.free_pages == s.min_pages);
 	nf_scope_t saved = nf_scope_save(NF_SCOPE_MEMALLOC);
 	CHECK_EQ(saved, NF_SCOPE_MEMALLOC);
 	size_t got = fill(d, h, 0, NF_MAYFAIL);
 	nf_scope_restore(saved);
 	CHECK_EQ(got, s.min_pages);
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.free_pages, 0);
 	CHECK_EQ(s.reserve_in_use, s.min_pages);
 	/* Out of the scope, ordinary again: a freed reserve page cannot be taken back. */
 	h->count--;
 	nf_pages_free(d, h->block[h->count].p, 0);
 	CHECK(nf_pages_alloc(d, 0, NF_MAYFAIL) == NULL);
-	CHECK_EQ(stats(d).reserve_in_use, s.min_pages - 1);
+	CHECK_EQ(stats_now(d).reserve_in_use, s.min_pages - 1);
 	free_all(d, h);
 	free(h);
 	nf_domain_destroy(d);
@@ -383,7 +353,7 @@ TEST(nomemalloc_overrides_the_scope)
 	REQUIRE(d != NULL);
 	struct held *h = held_new();
 	fill(d, h, 0, NF_MAYFAIL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	REQUIRE(s.free_pages == s.min_pages);
 	nf_scope_t saved = nf_scope_save(NF_SCOPE_MEMALLOC);
 	errno = 0;
@@ -398,7 +368,7 @@ TEST(nomemalloc_overrides_the_scope)
 	nf_scope_restore(saved);
 	CHECK_EQ(nf_scope_current(), 0);
 	nf_pages_free(d, p, 0);
-	CHECK_EQ(stats(d).free_pages, s.min_pages);
+	CHECK_EQ(stats_now(d).free_pages, s.min_pages);
 	free_all(d, h);
 	free(h);
 	nf_domain_destroy(d);
@@ -410,7 +380,7 @@ TEST(unknown_flags_and_big_orders_are_einval)
 {
 	nf_domain *d = create_small();
 	REQUIRE(d != NULL);
-	int saved = quiet_begin();
+	int saved = stderr_quiet_begin();
 	errno = 0;
 	void *a = nf_pages_alloc(d, 0, 0x40);
 	int e1 = errno;
@@ -426,14 +396,14 @@ TEST(unknown_flags_and_big_orders_are_einval)
 	errno = 0;
 	void *f = nf_pages_alloc(NULL, 0, 0);
 	int e5 = errno;
-	quiet_end(saved);
+	stderr_quiet_end(saved);
 	CHECK(a == NULL && b == NULL && c == NULL && e == NULL && f == NULL);
 	CHECK_EQ(e1, EINVAL);
 	CHECK_EQ(e2, EINVAL);
 	CHECK_EQ(e3, EINVAL);
 	CHECK_EQ(e4, EINVAL);
 	CHECK_EQ(e5, EINVAL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.failures[NF_FAIL_INVALID], 4);
 	CHECK_EQ(s.used_pages, s.meta_pages);
 	nf_domain_destroy(d);
@@ -480,7 +450,7 @@ static bool wait_for_waiters(nf_domain *d, uint64_t n)
 {
 	uint64_t give_up = test_now_ns() + 60ull * 1000000000u;
 	while (test_now_ns() < give_up) {
-		if (stats(d).waiting == n)
+		if (stats_now(d).waiting == n)
 			return true;
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
@@ -493,7 +463,7 @@ TEST(blocked_allocation_is_woken_by_a_free)
 	REQUIRE(d != NULL);
 	struct held *h = held_new();
 	fill(d, h, 0, NF_MAYFAIL);
-	REQUIRE(stats(d).free_pages == stats(d).min_pages);
+	REQUIRE(stats_now(d).free_pages == stats_now(d).min_pages);
 	struct waiter w = { .d = d, .order = 0 };
 	pthread_t thread;
 	REQUIRE(pthread_create(&thread, NULL, blocking_alloc, &w) == 0);
@@ -504,7 +474,7 @@ TEST(blocked_allocation_is_woken_by_a_free)
 	nf_pages_free(d, freed, 0);
 	pthread_join(thread, NULL);
 	CHECK(w.result != NULL && page_in_domain(d, w.result, 0));
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.waits, 1);
 	CHECK_EQ(s.waiting, 0);
 	CHECK(s.wait_ns_total > 0);
@@ -591,7 +561,7 @@ TEST(impossible_blocking_request_aborts)
 	CHECK(nf_pages_alloc(d, 9, NF_MAYFAIL) == NULL);
 	CHECK_EQ(errno, ENOMEM);
 	CHECK(nf_pages_alloc(d, 10, NF_NOWAIT) == NULL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.failures[NF_FAIL_MAYFAIL], 1);
 	CHECK_EQ(s.failures[NF_FAIL_NOWAIT], 1);
 	CHECK_EQ(s.used_pages, s.meta_pages);
@@ -638,7 +608,7 @@ static unsigned occurrences(const char *text, const char *what)
 
 TEST(large_blocking_request_warns_once_with_its_caller)
 {
-	nf_domain *d = create(16 * MiB, "large");
+	nf_domain *d = domain_for_test(16 * MiB, "large");
 	REQUIRE(d != NULL);
 	char out[4096];
 	int status = run_captured(large_blocking_requests, d, out, sizeof out);
@@ -700,7 +670,7 @@ static void check_free_misuse(nf_domain *d)
 {
 	static _Alignas(4096) char outside[2 * 4096];
 	static _Alignas(64) char not_a_domain[sizeof(nf_domain)];
-	nf_stats before = stats(d);
+	nf_stats before = stats_now(d);
 
 	void *p0 = nf_pages_alloc(d, 0, 0);
 	char *p3 = nf_pages_alloc(d, 3, 0);
@@ -756,7 +726,7 @@ static void check_free_misuse(nf_domain *d)
 	/* Nothing was corrupted on the way: the parent's domain is intact. */
 	domain_check(d);
 	nf_domain_drain(d);
-	nf_stats after = stats(d);
+	nf_stats after = stats_now(d);
 	CHECK_EQ(after.used_pages, before.used_pages);
 	CHECK_EQ(after.free_pages, before.free_pages);
 }
@@ -772,7 +742,7 @@ TEST(free_misuse_aborts_small_domain)
 /* The same on a domain with per-thread lists, where order-0 frees take the lock-free path. */
 TEST(free_misuse_aborts_with_thread_lists)
 {
-	nf_domain *d = create(8 * MiB, "pcp");
+	nf_domain *d = domain_for_test(8 * MiB, "pcp");
 	REQUIRE(d != NULL);
 	REQUIRE(d->pcp_slot >= 0);
 	check_free_misuse(d);
@@ -783,11 +753,11 @@ TEST(free_of_null_is_a_no_op)
 {
 	nf_domain *d = create_small();
 	REQUIRE(d != NULL);
-	nf_stats before = stats(d);
+	nf_stats before = stats_now(d);
 	nf_pages_free(d, NULL, 0);
 	nf_pages_free(d, NULL, 3);
 	nf_pages_free(NULL, NULL, 0);
-	nf_stats after = stats(d);
+	nf_stats after = stats_now(d);
 	CHECK_EQ(after.frees, before.frees);
 	CHECK_EQ(after.free_pages, before.free_pages);
 	domain_check(d);
@@ -799,7 +769,7 @@ TEST(free_of_null_is_a_no_op)
 /* After any mix of allocations and frees, freeing everything restores the fresh domain's blocks. */
 static void merge_back(nf_domain *d, uint64_t seed)
 {
-	nf_stats fresh = stats(d);
+	nf_stats fresh = stats_now(d);
 	struct held *h = held_new();
 	uint64_t rng = seed;
 	for (int step = 0; step < 4000; step++) {
@@ -822,7 +792,7 @@ static void merge_back(nf_domain *d, uint64_t seed)
 	free_all(d, h);
 	free(h);
 	nf_domain_drain(d);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.free_pages, fresh.free_pages);
 	CHECK_EQ(s.used_pages, s.meta_pages);
 	for (int order = 0; order <= NF_MAX_ORDER; order++) {
@@ -845,7 +815,7 @@ TEST(buddies_merge_back_small_domain)
 
 TEST(buddies_merge_back_with_thread_lists)
 {
-	nf_domain *d = create(16 * MiB, "merge");
+	nf_domain *d = domain_for_test(16 * MiB, "merge");
 	REQUIRE(d != NULL);
 	REQUIRE(d->pcp_slot >= 0);
 	merge_back(d, 3);

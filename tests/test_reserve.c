@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
 #include "domain.h"
@@ -29,13 +30,6 @@ static nf_domain *make_domain(size_t pages, size_t cap_pages, const char *name)
 		abort();
 	}
 	return d;
-}
-
-static nf_stats stats_of(nf_domain *d)
-{
-	nf_stats s;
-	nf_stats_get(d, &s);
-	return s;
 }
 
 /* The invariant, read under the domain lock: free pages above min cover every token. */
@@ -68,11 +62,11 @@ static void free_all(nf_domain *d, void **pages, size_t n)
 TEST(reserve_spend_unreserve)
 {
 	nf_domain *d = make_domain(1024, 0, "basic");
-	nf_stats before = stats_of(d);
+	nf_stats before = stats_now(d);
 	CHECK_EQ(nf_reserved(d), 0);
 	REQUIRE(nf_reserve(d, 100, 0) == 0);
 	CHECK_EQ(nf_reserved(d), 100);
-	nf_stats s = stats_of(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.reserved_pages, 100);
 	CHECK_EQ(s.reservations, 1);
 	/* Accounting only: no page moved. */
@@ -85,7 +79,7 @@ TEST(reserve_spend_unreserve)
 		memset(pages[i], i, NF_PAGE_SIZE);
 		CHECK_EQ(nf_reserved(d), 99 - i);
 	}
-	s = stats_of(d);
+	s = stats_now(d);
 	CHECK_EQ(s.token_pages, 100);
 	CHECK_EQ(s.overruns, 0);
 	CHECK_EQ(s.reserved_pages, 0);
@@ -93,7 +87,7 @@ TEST(reserve_spend_unreserve)
 	free_all(d, pages, 100);
 	nf_unreserve(d);
 	CHECK_EQ(nf_reserved(d), 0);
-	s = stats_of(d);
+	s = stats_now(d);
 	CHECK_EQ(s.reserved_pages, 0);
 	CHECK_EQ(s.used_pages, before.used_pages);
 	nf_domain_destroy(d);
@@ -107,7 +101,7 @@ TEST(unspent_tokens_go_back)
 	CHECK(p != NULL);
 	CHECK_EQ(nf_reserved(d), 36);
 	nf_unreserve(d);
-	CHECK_EQ(stats_of(d).reserved_pages, 0);
+	CHECK_EQ(stats_now(d).reserved_pages, 0);
 	nf_pages_free(d, p, 2);
 	/* A second reservation after the first ended starts from zero. */
 	REQUIRE(nf_reserve(d, 10, 0) == 0);
@@ -162,14 +156,14 @@ TEST(tokens_never_wait_when_the_domain_is_full)
 		REQUIRE(mine[i] != NULL);
 	}
 	CHECK_EQ(nf_reserved(d), 0);
-	CHECK_EQ(stats_of(d).overruns, 0);
+	CHECK_EQ(stats_now(d).overruns, 0);
 	/* Past the tokens: the ordinary path, which has nothing. */
 	errno = 0;
 	CHECK(nf_pages_alloc(d, 0, NF_NOWAIT) == NULL);
 	CHECK_EQ(errno, EAGAIN);
 	free_all(d, mine, 64);
 	nf_unreserve(d);
-	CHECK_EQ(stats_of(d).overruns, 0);
+	CHECK_EQ(stats_now(d).overruns, 0);
 	pthread_create(&t, NULL, free_filled, &f);
 	pthread_join(t, NULL);
 	nf_domain_destroy(d);
@@ -194,7 +188,7 @@ TEST(cache_slabs_spend_tokens)
 		objs[i] = nf_cache_alloc(c, NF_NOWAIT);
 		REQUIRE(objs[i] != NULL);
 	}
-	CHECK_EQ(stats_of(d).overruns, 0);
+	CHECK_EQ(stats_now(d).overruns, 0);
 	CHECK(nf_reserved(d) <= need);
 	CHECK(tokens_covered(d));
 	for (size_t i = 0; i < n; i++)
@@ -221,7 +215,7 @@ TEST(all_or_nothing)
 	CHECK_EQ(nf_reserve(d, 10, NF_NOWAIT), -ENOMEM);
 	CHECK_EQ(nf_reserve(d, 10, NF_MAYFAIL), -ENOMEM);
 	CHECK_EQ(nf_reserved(d), 0);
-	nf_stats s = stats_of(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.reserved_pages, 0);
 	CHECK_EQ(s.reserve_failures, 2);
 	pthread_create(&t, NULL, free_filled, &f);
@@ -325,7 +319,7 @@ static void *hold_until_told(void *arg)
 
 static void wait_until_queued(nf_domain *d, uint64_t count)
 {
-	for (int i = 0; i < 5000 && stats_of(d).reserve_waiting < count; i++)
+	for (int i = 0; i < 5000 && stats_now(d).reserve_waiting < count; i++)
 		usleep(1000);
 }
 
@@ -362,7 +356,7 @@ TEST(fifo_a_smaller_request_does_not_overtake)
 	/* 5 pages fit under the cap now (90 + 5 <= 100), but the 96 came first. */
 	pthread_create(&t3, NULL, hold_until_told, &small);
 	wait_until_queued(d, 2);
-	CHECK_EQ(stats_of(d).reserve_waiting, 2);
+	CHECK_EQ(stats_now(d).reserve_waiting, 2);
 	usleep(20000);
 	CHECK(!atomic_load(&small.done));
 	CHECK(!atomic_load(&big.done));
@@ -381,8 +375,8 @@ TEST(fifo_a_smaller_request_does_not_overtake)
 	CHECK_EQ(small.result, 0);
 	atomic_store(&small.release, true);
 	pthread_join(t3, NULL);
-	CHECK_EQ(stats_of(d).reserved_pages, 0);
-	CHECK_EQ(stats_of(d).reserve_waits, 2);
+	CHECK_EQ(stats_now(d).reserved_pages, 0);
+	CHECK_EQ(stats_now(d).reserve_waits, 2);
 	nf_domain_destroy(d);
 }
 
@@ -429,7 +423,7 @@ TEST(timeout_gives_up_and_leaves_the_queue)
 	atomic_store(&first.release, true);
 	pthread_join(t1, NULL);
 	pthread_join(t3, NULL);
-	nf_stats s = stats_of(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.reserved_pages, 0);
 	CHECK_EQ(s.reserve_waiting, 0);
 	nf_domain_destroy(d);
@@ -491,7 +485,7 @@ TEST(task_reservation_travels_between_threads)
 	CHECK_EQ(one.reserved_seen, 64);
 	CHECK_EQ(two.reserved_seen, 54);
 	CHECK_EQ(one.failures + two.failures, 0);
-	CHECK_EQ(stats_of(d).overruns, 0);
+	CHECK_EQ(stats_now(d).overruns, 0);
 	CHECK(tokens_covered(d));
 
 	prev = nf_task_enter(task);
@@ -502,7 +496,7 @@ TEST(task_reservation_travels_between_threads)
 	pthread_create(&t, NULL, free_filled, &f);
 	pthread_join(t, NULL);
 	nf_task_destroy(task);
-	CHECK_EQ(stats_of(d).reserved_pages, 0);
+	CHECK_EQ(stats_now(d).reserved_pages, 0);
 	nf_domain_destroy(d);
 }
 
@@ -514,9 +508,9 @@ TEST(task_destroy_gives_tokens_back)
 	nf_task *prev = nf_task_enter(task);
 	REQUIRE(nf_reserve(d, 30, 0) == 0);
 	nf_task_leave(prev);
-	CHECK_EQ(stats_of(d).reserved_pages, 30);
+	CHECK_EQ(stats_now(d).reserved_pages, 30);
 	nf_task_destroy(task);
-	CHECK_EQ(stats_of(d).reserved_pages, 0);
+	CHECK_EQ(stats_now(d).reserved_pages, 0);
 	errno = 0;
 	CHECK(nf_task_create(d, NULL, NULL) == NULL);
 	CHECK_EQ(errno, EINVAL);
@@ -537,7 +531,7 @@ TEST(thread_exit_gives_tokens_back)
 	pthread_t t;
 	pthread_create(&t, NULL, reserve_and_exit, d);
 	pthread_join(t, NULL);
-	nf_stats s = stats_of(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.reservations, 1);
 	CHECK_EQ(s.reserved_pages, 0);
 	nf_domain_destroy(d);
@@ -577,7 +571,7 @@ TEST(labels_measure_use)
 	CHECK(strcmp(l[1].label, "index.split") == 0);
 	CHECK_EQ(l[1].overruns, 1);
 	CHECK_EQ(l[1].used_max, 12);
-	CHECK_EQ(stats_of(d).overruns, 4);
+	CHECK_EQ(stats_now(d).overruns, 4);
 	nf_domain_destroy(d);
 }
 
@@ -669,7 +663,7 @@ static void *storm_checker(void *arg)
 TEST(invariant_holds_under_2000_threads)
 {
 	nf_domain *d = make_domain(512, 0, "storm");
-	nf_stats before = stats_of(d);
+	nf_stats before = stats_now(d);
 	struct storm s = { .d = d };
 	pthread_t workers[STORM_LIVE], checker;
 	pthread_attr_t attr;
@@ -690,7 +684,7 @@ TEST(invariant_holds_under_2000_threads)
 	CHECK_EQ(atomic_load(&s.uncovered), 0);
 	/* Only NF_MAYFAIL and timed requests may be refused; most get through. */
 	CHECK(atomic_load(&s.completed) > STORM_THREADS / 2);
-	nf_stats after = stats_of(d);
+	nf_stats after = stats_now(d);
 	CHECK_EQ(after.reserved_pages, 0);
 	CHECK_EQ(after.reserve_waiting, 0);
 	CHECK_EQ(after.overruns, 0);

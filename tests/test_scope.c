@@ -14,32 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
-
-struct child_call {
-	void (*fn)(void *arg);
-	void *arg;
-};
-
-static void child_trampoline(void *arg)
-{
-	struct child_call *call = arg;
-	call->fn(call->arg);
-	fflush(NULL);
-	_exit(harness_case_failed() ? 1 : 0);
-}
-
-/* Runs fn(arg) in a child whose CHECKs decide its exit status; its stderr lands in out. */
-static bool run_in_child(void (*fn)(void *arg), void *arg, char *out, size_t len)
-{
-	struct child_call call = { fn, arg };
-	int status = run_captured(child_trampoline, &call, out, len);
-	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	if (!ok)
-		fprintf(stderr, "  child failed (status 0x%x); it said:\n%s\n", (unsigned)status, out);
-	return ok;
-}
 
 static unsigned popcount(uint64_t x)
 {

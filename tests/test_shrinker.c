@@ -15,30 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
-
-static nf_domain *make_domain(size_t pages, const char *name)
-{
-	nf_domain_config cfg = { .budget_bytes = pages * NF_PAGE_SIZE, .name = name, .trim_delay_ms = NF_TRIM_NEVER };
-	nf_domain *d = nf_domain_create(&cfg);
-	if (!d)
-		abort();
-	return d;
-}
-
-static nf_stats stats_of(nf_domain *d)
-{
-	nf_stats s;
-	nf_stats_get(d, &s);
-	return s;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
 
 /* ---- a hoard of pages that gives them back when scanned ------------- */
 
@@ -152,7 +131,7 @@ static nf_shrinker *hoard_register(struct hoard *h, const char *name, unsigned s
 
 TEST(blocking_allocation_reclaims_instead_of_waiting)
 {
-	nf_domain *d = make_domain(1024, "direct");
+	nf_domain *d = domain_of_pages(1024, "direct");
 	static struct hoard h;
 	hoard_init(&h, d);
 	/*
@@ -172,7 +151,7 @@ TEST(blocking_allocation_reclaims_instead_of_waiting)
 	void *p = nf_pages_alloc(d, 0, 0);
 	CHECK(p != NULL);
 	CHECK(h.held < taken);
-	nf_stats st = stats_of(d);
+	nf_stats st = stats_now(d);
 	CHECK(st.reclaim_direct >= 1);
 	CHECK(st.shrinker_calls >= 1);
 	CHECK(st.shrinker_freed >= 1);
@@ -180,13 +159,13 @@ TEST(blocking_allocation_reclaims_instead_of_waiting)
 	nf_pages_free(d, p, 0);
 	nf_shrinker_unregister(s);
 	hoard_empty(&h);
-	CHECK_EQ(stats_of(d).shrinkers, 0);
+	CHECK_EQ(stats_now(d).shrinkers, 0);
 	nf_domain_destroy(d);
 }
 
 TEST(mayfail_fails_only_after_reclaim_fails)
 {
-	nf_domain *d = make_domain(1024, "mayfail");
+	nf_domain *d = domain_of_pages(1024, "mayfail");
 	static struct hoard h;
 	hoard_init(&h, d);
 	h.give_nothing = true;
@@ -204,7 +183,7 @@ TEST(mayfail_fails_only_after_reclaim_fails)
 
 TEST(shares_follow_count_and_seeks)
 {
-	nf_domain *d = make_domain(4096, "shares");
+	nf_domain *d = domain_of_pages(4096, "shares");
 	static struct hoard cheap, dear, small;
 	hoard_init(&cheap, d);
 	hoard_init(&dear, d);
@@ -237,7 +216,7 @@ TEST(shares_follow_count_and_seeks)
 
 TEST(refused_work_carries_over_capped_at_twice_the_count)
 {
-	nf_domain *d = make_domain(1024, "deferred");
+	nf_domain *d = domain_of_pages(1024, "deferred");
 	static struct hoard h;
 	hoard_init(&h, d);
 	hoard_fill(&h, 100);
@@ -293,7 +272,7 @@ TEST(noreclaim_scope_keeps_its_class_out)
 {
 	unsigned fs = nf_reclaim_class("fs"), db = nf_reclaim_class("db");
 	REQUIRE(fs && db && fs != db);
-	nf_domain *d = make_domain(2048, "scopes");
+	nf_domain *d = domain_of_pages(2048, "scopes");
 	static struct hoard fs_hoard, db_hoard;
 	hoard_init(&fs_hoard, d);
 	hoard_init(&db_hoard, d);
@@ -357,7 +336,7 @@ static size_t allocating_scan(void *data, size_t nr, unsigned flags)
 
 TEST(reclaim_never_recurses)
 {
-	nf_domain *d = make_domain(1024, "recursion");
+	nf_domain *d = domain_of_pages(1024, "recursion");
 	static struct hoard h;
 	hoard_init(&h, d);
 	nf_shrinker_ops ops = { .name = "allocates", .count = nested_count, .scan = allocating_scan, .data = d };
@@ -376,7 +355,7 @@ TEST(reclaim_never_recurses)
 
 TEST(nowait_runs_only_nonblocking_shrinkers)
 {
-	nf_domain *d = make_domain(1024, "nowait");
+	nf_domain *d = domain_of_pages(1024, "nowait");
 	static struct hoard blocking, nonblocking;
 	hoard_init(&blocking, d);
 	hoard_init(&nonblocking, d);
@@ -408,7 +387,7 @@ static void *reclaim_thread(void *arg)
 
 TEST(unregister_waits_for_a_reclaim_inside_the_shrinker)
 {
-	nf_domain *d = make_domain(1024, "unregister");
+	nf_domain *d = domain_of_pages(1024, "unregister");
 	static struct hoard h;
 	hoard_init(&h, d);
 	hoard_fill(&h, 600);
@@ -442,7 +421,7 @@ static size_t unregisters_itself(void *data, size_t nr, unsigned flags)
 
 static void unregister_from_own_scan(void *arg)
 {
-	nf_domain *d = make_domain(1024, "self");
+	nf_domain *d = domain_of_pages(1024, "self");
 	nf_shrinker_ops ops = { .name = "self", .count = nested_count, .scan = unregisters_itself };
 	self_unregistering = nf_shrinker_register(d, &ops);
 	(void)arg;
@@ -468,33 +447,33 @@ static bool wait_for(bool (*cond)(nf_domain *), nf_domain *d)
 
 static bool above_high(nf_domain *d)
 {
-	nf_stats s = stats_of(d);
+	nf_stats s = stats_now(d);
 	return s.free_pages >= s.high_pages;
 }
 
 TEST(background_reclaimer_sleeps_until_low_then_refills_to_high)
 {
-	nf_domain *d = make_domain(2048, "background");
+	nf_domain *d = domain_of_pages(2048, "background");
 	static struct hoard h;
 	hoard_init(&h, d);
 	nf_shrinker *s = hoard_register(&h, "hoard", 0, 0, 0);
 	sleep_ms(100);
-	CHECK_EQ(stats_of(d).reclaim_background, 0);
+	CHECK_EQ(stats_now(d).reclaim_background, 0);
 	/* Take pages down to just under the low watermark, never to min: no direct reclaim. */
-	nf_stats st = stats_of(d);
+	nf_stats st = stats_now(d);
 	size_t direct = st.reclaim_direct;
 	hoard_fill(&h, st.free_pages - st.low_pages + 8);
 	void *p = nf_pages_alloc(d, 0, 0);  /* a slow path below low: wakes the reclaimer */
 	nf_pages_free(d, p, 0);
 	nf_domain_drain(d);
 	CHECK(wait_for(above_high, d));
-	st = stats_of(d);
+	st = stats_now(d);
 	CHECK(st.reclaim_background >= 1);
 	CHECK_EQ(st.reclaim_direct, direct);
 	/* Calm again: no more passes. */
 	uint64_t passes = st.reclaim_background;
 	sleep_ms(200);
-	CHECK_EQ(stats_of(d).reclaim_background, passes);
+	CHECK_EQ(stats_now(d).reclaim_background, passes);
 	nf_shrinker_unregister(s);
 	hoard_empty(&h);
 	nf_domain_destroy(d);
@@ -535,7 +514,7 @@ static bool heard_none(nf_domain *d)
 
 TEST(pressure_levels_are_told_as_they_change)
 {
-	nf_domain *d = make_domain(1024, "pressure");
+	nf_domain *d = domain_of_pages(1024, "pressure");
 	static struct level_log log;
 	watched = &log;
 	CHECK_EQ(nf_domain_on_pressure(d, record_level, &log), 0);
@@ -543,7 +522,7 @@ TEST(pressure_levels_are_told_as_they_change)
 	hoard_init(&h, d);
 	hoard_fill(&h, HOARD_MAX);  /* down to min: NF_MAYFAIL stops there */
 	CHECK(wait_for(heard_min, d));
-	CHECK_EQ(stats_of(d).pressure, NF_PRESSURE_MIN);
+	CHECK_EQ(stats_now(d).pressure, NF_PRESSURE_MIN);
 	hoard_empty(&h);
 	nf_domain_drain(d);
 	CHECK(wait_for(heard_none, d));
@@ -612,7 +591,7 @@ static void *register_churn(void *arg)
 
 TEST(sixteen_threads_reclaim_while_shrinkers_come_and_go)
 {
-	nf_domain *d = make_domain(1024, "churn");
+	nf_domain *d = domain_of_pages(1024, "churn");
 	static struct hoard h;
 	hoard_init(&h, d);
 	nf_shrinker *s = hoard_register(&h, "hoard", 0, 0, 0);
@@ -623,7 +602,7 @@ TEST(sixteen_threads_reclaim_while_shrinkers_come_and_go)
 	pthread_create(&reg, NULL, register_churn, &c);
 	pthread_join(reg, NULL);
 	atomic_store(&c.stop, false);
-	size_t before = stats_of(d).free_pages;
+	size_t before = stats_now(d).free_pages;
 	hoard_fill(&h, HOARD_MAX);
 	pthread_create(&reg, NULL, register_churn, &c);
 	for (int i = 0; i < 16; i++)
@@ -632,12 +611,12 @@ TEST(sixteen_threads_reclaim_while_shrinkers_come_and_go)
 		pthread_join(threads[i], NULL);
 	atomic_store(&c.stop, true);
 	pthread_join(reg, NULL);
-	CHECK(stats_of(d).reclaim_direct > 0);
+	CHECK(stats_now(d).reclaim_direct > 0);
 	nf_shrinker_unregister(s);
 	hoard_empty(&h);
 	nf_domain_drain(d);
 	/* Nothing lost: every page is back (other threads' lists drained when they exited). */
-	CHECK_EQ(stats_of(d).free_pages, before);
+	CHECK_EQ(stats_now(d).free_pages, before);
 	nf_domain_destroy(d);
 }
 
@@ -645,7 +624,7 @@ TEST(sixteen_threads_reclaim_while_shrinkers_come_and_go)
 
 TEST(bad_input_is_refused_with_a_message)
 {
-	nf_domain *d = make_domain(256, "bad");
+	nf_domain *d = domain_of_pages(256, "bad");
 	nf_shrinker_ops ok = { .name = "ok", .count = empty_count, .scan = empty_scan };
 	nf_shrinker_ops no_name = ok, no_scan = ok, bad_flags = ok;
 	no_name.name = NULL;
@@ -665,6 +644,6 @@ TEST(bad_input_is_refused_with_a_message)
 	CHECK_EQ(nf_domain_on_pressure(NULL, record_level, NULL), -EINVAL);
 	errno = 0;
 	CHECK(nf_domain_reclaim(NULL, 1) == 0 && errno == EINVAL);
-	CHECK_EQ(stats_of(d).shrinkers, 0);
+	CHECK_EQ(stats_now(d).shrinkers, 0);
 	nf_domain_destroy(d);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "domain.h"
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
 
@@ -440,37 +441,6 @@ TEST(json_parser_is_strict)
 /* The statistics                                                      */
 /* ------------------------------------------------------------------ */
 
-#define MiB ((size_t)1 << 20)
-
-static nf_domain *create(size_t bytes, const char *name)
-{
-	nf_domain_config cfg = { .budget_bytes = bytes, .name = name, .trim_delay_ms = NF_TRIM_NEVER };
-	return nf_domain_create(&cfg);
-}
-
-static nf_stats stats(nf_domain *d)
-{
-	nf_stats s;
-	nf_stats_get(d, &s);
-	return s;
-}
-
-/* Sends stderr to /dev/null around calls whose messages are tested elsewhere. */
-static int quiet_begin(void)
-{
-	fflush(stderr);
-	int saved = dup(STDERR_FILENO);
-	int null = open("/dev/null", O_WRONLY);
-	dup2(null, STDERR_FILENO);
-	close(null);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-}
 
 /* What nf_stats_print writes, as a malloc'd string. */
 static char *print_to_string(nf_domain *d, unsigned fmt, size_t *len)
@@ -504,19 +474,19 @@ TEST(json_is_valid_and_agrees_with_stats_get)
 {
 	/* A name that needs escaping: quote, backslash, a control character, and UTF-8. */
 	const char *name = "we\"ird\\name\t\x01" "caf\xc3\xa9";
-	nf_domain *d = create(4 * MiB, name);
+	nf_domain *d = domain_for_test(4 * MiB, name);
 	REQUIRE(d != NULL);
 	/* Some activity, so that the numbers are not all zero. */
 	void *a = nf_pages_alloc(d, 0, 0), *b = nf_pages_alloc(d, 3, 0), *c = nf_pages_alloc(d, 1, 0);
 	REQUIRE(a && b && c);
 	nf_pages_free(d, c, 1);
-	int saved = quiet_begin();
+	int saved = stderr_quiet_begin();
 	CHECK(nf_pages_alloc(d, 11, NF_MAYFAIL) == NULL); /* an invalid-request failure */
-	quiet_end(saved);
+	stderr_quiet_end(saved);
 
 	size_t len;
 	char *text = print_to_string(d, NF_STATS_JSON, &len);
-	nf_stats s = stats(d); /* single thread, no trimmer: nothing moves in between */
+	nf_stats s = stats_now(d); /* single thread, no trimmer: nothing moves in between */
 	REQUIRE(text != NULL);
 	CHECK(len > 0 && text[len - 1] == '\n');
 	struct json *root = json_parse(text, len);
@@ -573,7 +543,7 @@ TEST(json_is_valid_and_agrees_with_stats_get)
 TEST(json_stays_valid_for_a_name_that_is_not_utf8)
 {
 	const char *name = "bad\xff|\xc3(|\xe2\x82|ok\xc3\xa9";
-	nf_domain *d = create(MiB, name);
+	nf_domain *d = domain_for_test(MiB, name);
 	REQUIRE(d != NULL);
 	size_t len;
 	char *text = print_to_string(d, NF_STATS_JSON, &len);
@@ -597,12 +567,12 @@ TEST(json_stays_valid_for_a_name_that_is_not_utf8)
 
 TEST(text_names_the_domain_and_its_budget)
 {
-	nf_domain *d = create(4 * MiB, "textual");
+	nf_domain *d = domain_for_test(4 * MiB, "textual");
 	REQUIRE(d != NULL);
 	size_t len;
 	char *text = print_to_string(d, NF_STATS_TEXT, &len);
 	REQUIRE(text != NULL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	char expect[128];
 	snprintf(expect, sizeof expect, "domain textual: budget %zu bytes (%zu pages", s.budget_bytes, s.budget_pages);
 	if (!strstr(text, expect))
@@ -640,7 +610,7 @@ static void bad_stats_calls(void *arg)
 
 TEST(bad_arguments_are_reported_without_crashing)
 {
-	nf_domain *d = create(MiB, "args");
+	nf_domain *d = domain_for_test(MiB, "args");
 	REQUIRE(d != NULL);
 	char out[4096];
 	int status = run_captured(bad_stats_calls, d, out, sizeof out);
@@ -666,13 +636,13 @@ struct filled {
 
 static bool fill_to_min(struct filled *f)
 {
-	f->d = create(512 * NF_PAGE_SIZE, "counted");
+	f->d = domain_for_test(512 * NF_PAGE_SIZE, "counted");
 	if (!f->d)
 		return false;
 	f->n = 0;
 	while (f->n < 512 && (f->pages[f->n] = nf_pages_alloc(f->d, 0, NF_MAYFAIL)) != NULL)
 		f->n++;
-	return stats(f->d).free_pages == stats(f->d).min_pages;
+	return stats_now(f->d).free_pages == stats_now(f->d).min_pages;
 }
 
 static void unfill(struct filled *f)
@@ -686,30 +656,30 @@ TEST(failure_counters_count_each_reason)
 {
 	struct filled f;
 	REQUIRE(fill_to_min(&f));
-	nf_stats base = stats(f.d); /* the fill's own last attempt failed once (MAYFAIL) */
+	nf_stats base = stats_now(f.d); /* the fill's own last attempt failed once (MAYFAIL) */
 	CHECK_EQ(base.failures[NF_FAIL_MAYFAIL], 1);
 	CHECK_EQ(base.failures[NF_FAIL_NOWAIT], 0);
 	CHECK_EQ(base.failures[NF_FAIL_INVALID], 0);
 
 	CHECK(nf_pages_alloc(f.d, 0, NF_NOWAIT) == NULL);
-	nf_stats s = stats(f.d);
+	nf_stats s = stats_now(f.d);
 	CHECK_EQ(s.failures[NF_FAIL_NOWAIT], 1);
 	CHECK_EQ(s.failures[NF_FAIL_MAYFAIL], 1);
 	CHECK_EQ(s.failures[NF_FAIL_INVALID], 0);
 
 	CHECK(nf_pages_alloc(f.d, 1, NF_MAYFAIL) == NULL);
 	CHECK(nf_pages_alloc(f.d, 3, NF_MAYFAIL | NF_HIGH) == NULL); /* 8 pages do not fit above min/2 */
-	s = stats(f.d);
+	s = stats_now(f.d);
 	CHECK_EQ(s.failures[NF_FAIL_NOWAIT], 1);
 	CHECK_EQ(s.failures[NF_FAIL_MAYFAIL], 3);
 	CHECK_EQ(s.failures[NF_FAIL_INVALID], 0);
 
-	int saved = quiet_begin();
+	int saved = stderr_quiet_begin();
 	void *bad1 = nf_pages_alloc(f.d, 0, 0x80);
 	void *bad2 = nf_pages_alloc(f.d, NF_MAX_ORDER + 1, NF_MAYFAIL);
-	quiet_end(saved);
+	stderr_quiet_end(saved);
 	CHECK(bad1 == NULL && bad2 == NULL);
-	s = stats(f.d);
+	s = stats_now(f.d);
 	CHECK_EQ(s.failures[NF_FAIL_NOWAIT], 1);
 	CHECK_EQ(s.failures[NF_FAIL_MAYFAIL], 3);
 	CHECK_EQ(s.failures[NF_FAIL_INVALID], 2);
@@ -717,7 +687,7 @@ TEST(failure_counters_count_each_reason)
 	/* A request too large to ever fit counts as a failure of its kind. */
 	CHECK(nf_pages_alloc(f.d, 9, NF_NOWAIT) == NULL);
 	CHECK(nf_pages_alloc(f.d, 9, NF_MAYFAIL) == NULL);
-	s = stats(f.d);
+	s = stats_now(f.d);
 	CHECK_EQ(s.failures[NF_FAIL_NOWAIT], 2);
 	CHECK_EQ(s.failures[NF_FAIL_MAYFAIL], 4);
 
@@ -744,7 +714,7 @@ static bool wait_for_waiters(nf_domain *d, uint64_t n)
 {
 	uint64_t give_up = test_now_ns() + 60ull * 1000000000u; /* a hang guard, not a timing check */
 	while (test_now_ns() < give_up) {
-		if (stats(d).waiting == n)
+		if (stats_now(d).waiting == n)
 			return true;
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
@@ -768,14 +738,14 @@ TEST(wait_counters_move_when_allocations_wait)
 {
 	struct filled f;
 	REQUIRE(fill_to_min(&f));
-	nf_stats s = stats(f.d);
+	nf_stats s = stats_now(f.d);
 	CHECK_EQ(s.waits, 0);
 	CHECK_EQ(s.wait_ns_total, 0);
 	CHECK_EQ(s.wait_ns_max, 0);
 
 	void *first = one_wait(&f);
 	CHECK(first != NULL);
-	nf_stats one = stats(f.d);
+	nf_stats one = stats_now(f.d);
 	CHECK_EQ(one.waits, 1);
 	CHECK_EQ(one.waiting, 0);
 	CHECK(one.wait_ns_total > 0);
@@ -783,7 +753,7 @@ TEST(wait_counters_move_when_allocations_wait)
 
 	void *second = one_wait(&f);
 	CHECK(second != NULL);
-	nf_stats two = stats(f.d);
+	nf_stats two = stats_now(f.d);
 	CHECK_EQ(two.waits, 2);
 	CHECK_EQ(two.waiting, 0);
 	CHECK(two.wait_ns_total > one.wait_ns_total);
@@ -796,7 +766,7 @@ TEST(wait_counters_move_when_allocations_wait)
 	nf_pages_free(f.d, first, 0);
 	void *third = nf_pages_alloc(f.d, 0, 0);
 	CHECK(third != NULL);
-	nf_stats three = stats(f.d);
+	nf_stats three = stats_now(f.d);
 	CHECK_EQ(three.waits, 2);
 	CHECK_EQ(three.wait_ns_total, two.wait_ns_total);
 	nf_pages_free(f.d, second, 0);

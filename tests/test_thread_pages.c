@@ -16,11 +16,11 @@
 #include <unistd.h>
 
 #include "domain.h"
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
 #include "thread.h"
 
-#define MiB ((size_t)1 << 20)
 
 static nf_domain *create(size_t bytes, const char *name)
 {
@@ -34,13 +34,6 @@ static nf_domain *create(size_t bytes, const char *name)
 	return d;
 }
 
-static nf_stats stats(nf_domain *d)
-{
-	nf_stats s;
-	nf_stats_get(d, &s);
-	return s;
-}
-
 /* Pages on the calling thread's list for d. */
 static unsigned my_cached(nf_domain *d)
 {
@@ -52,7 +45,7 @@ static bool wait_for_waiters(nf_domain *d, uint64_t n)
 {
 	uint64_t give_up = test_now_ns() + 60ull * 1000000000u; /* a hang guard, not a timing check */
 	while (test_now_ns() < give_up) {
-		if (stats(d).waiting == n)
+		if (stats_now(d).waiting == n)
 			return true;
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
@@ -89,7 +82,7 @@ TEST(exiting_thread_returns_its_cached_pages)
 	REQUIRE(pthread_create(&t, NULL, churn_and_exit, &c) == 0);
 	pthread_join(t, NULL);
 	CHECK(c.cached_seen > 0); /* the thread did keep pages on its list */
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.cached_pages, 0);
 	CHECK_EQ(s.used_pages, s.meta_pages);
 	CHECK_EQ(s.free_pages, s.budget_pages - s.meta_pages);
@@ -134,7 +127,7 @@ TEST(cached_pages_are_bounded)
 	for (int i = 0; i < THREADS; i++)
 		REQUIRE(pthread_create(&t[i], NULL, fill_list_and_wait, &b) == 0);
 	pthread_barrier_wait(&filled);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK(s.cached_pages > 0);
 	CHECK(s.cached_pages <= (size_t)d->pcp_max_threads * d->pcp_high);
 	CHECK_EQ(d->pcp_threads, d->pcp_max_threads);
@@ -143,7 +136,7 @@ TEST(cached_pages_are_bounded)
 	pthread_barrier_wait(&release);
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.cached_pages, 0);
 	CHECK_EQ(s.allocations, 100 * THREADS);
 	CHECK_EQ(s.frees, 100 * THREADS);
@@ -163,14 +156,14 @@ TEST(ordinary_allocations_keep_the_buddy_lists_at_min)
 	size_t n = 0;
 	while (n < cap && (p[n] = nf_pages_alloc(d, 0, NF_MAYFAIL)) != NULL)
 		n++;
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.free_pages - s.cached_pages, s.min_pages);
 	CHECK_EQ(s.reserve_in_use, 0);
 	while (n)
 		nf_pages_free(d, p[--n], 0);
 	free(p);
 	nf_domain_drain(d);
-	CHECK_EQ(stats(d).cached_pages, 0);
+	CHECK_EQ(stats_now(d).cached_pages, 0);
 	nf_domain_destroy(d);
 }
 
@@ -240,7 +233,7 @@ TEST(waiting_allocation_drains_other_lists_at_their_slow_path)
 	void **p = calloc(cap, sizeof *p);
 	while (n < cap && (p[n] = nf_pages_alloc(d, 0, NF_MAYFAIL)) != NULL)
 		n++;
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.free_pages - s.cached_pages, s.min_pages);
 	CHECK_EQ(s.cached_pages, d->pcp_high); /* only the holder's list */
 
@@ -253,7 +246,7 @@ TEST(waiting_allocation_drains_other_lists_at_their_slow_path)
 	pthread_join(holder, NULL);
 	CHECK_EQ(h.cached_after, 0);
 	CHECK(w.result != NULL);
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.waits, 1);
 	CHECK_EQ(s.waiting, 0);
 	nf_pages_free(d, w.result, 0);
@@ -263,7 +256,7 @@ TEST(waiting_allocation_drains_other_lists_at_their_slow_path)
 	pthread_barrier_destroy(&ready);
 	pthread_barrier_destroy(&go);
 	nf_domain_drain(d);
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.used_pages, s.meta_pages);
 	CHECK_EQ(s.cached_pages, 0);
 	domain_check(d);
@@ -318,7 +311,7 @@ TEST(own_cached_pages_serve_a_larger_order)
 	REQUIRE(d != NULL);
 	size_t n;
 	void **p = fill_then_cache_buddies(d, &n);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	REQUIRE(s.cached_pages >= 2);
 	REQUIRE(s.free_pages - s.cached_pages == s.min_pages);
 	void *block = nf_pages_alloc(d, 1, NF_MAYFAIL);
@@ -368,10 +361,10 @@ TEST(drain_empties_the_callers_list)
 	for (int i = 0; i < 10; i++)
 		nf_pages_free(d, p[i], 0);
 	CHECK(my_cached(d) > 0);
-	CHECK_EQ(stats(d).cached_pages, my_cached(d));
+	CHECK_EQ(stats_now(d).cached_pages, my_cached(d));
 	nf_domain_drain(d);
 	CHECK_EQ(my_cached(d), 0);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.cached_pages, 0);
 	CHECK_EQ(s.used_pages, s.meta_pages);
 	domain_check(d);
@@ -441,14 +434,14 @@ TEST(allocation_and_free_counters_add_up_across_threads)
 	}
 	CHECK_EQ(allocations, frees);
 	/* While the threads live, their lock-free counts are in the statistics... */
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK_EQ(s.allocations, allocations);
 	CHECK_EQ(s.frees, frees);
 	pthread_barrier_wait(&rel);
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
 	/* ...and after they exit, folded into the domain's. */
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.allocations, allocations);
 	CHECK_EQ(s.frees, frees);
 	CHECK_EQ(s.cached_pages, 0);
@@ -500,7 +493,7 @@ TEST(thread_list_outlives_its_domain)
 	pthread_barrier_destroy(&step);
 	REQUIRE(s.second != NULL);
 	CHECK(s.second_ok);
-	nf_stats st = stats(s.second);
+	nf_stats st = stats_now(s.second);
 	CHECK_EQ(st.cached_pages, 0);
 	CHECK_EQ(st.used_pages, st.meta_pages);
 	CHECK_EQ(st.allocations, 1);

@@ -16,35 +16,17 @@
 #include <unistd.h>
 
 #include "domain.h"
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
 
-#define MiB ((size_t)1 << 20)
 /* Resident pages allowed beyond high + metadata: blocks smaller than the trimmer takes, and rounding. */
 #define SLACK_PAGES 64
-
-static nf_stats stats(nf_domain *d)
-{
-	nf_stats s;
-	nf_stats_get(d, &s);
-	return s;
-}
 
 /* Pages of the domain's region resident in memory now. */
 static size_t resident_pages(nf_domain *d)
 {
-	size_t pages = d->budget_bytes / NF_PAGE_SIZE;
-	unsigned char *vec = malloc(pages);
-	if (!vec || mincore(d->base, d->budget_bytes, vec) != 0) {
-		free(vec);
-		harness_fail(__FILE__, __LINE__, "mincore on the region");
-		return SIZE_MAX;
-	}
-	size_t resident = 0;
-	for (size_t i = 0; i < pages; i++)
-		resident += vec[i] & 1;
-	free(vec);
-	return resident;
+	return resident_pages_in(d->base, d->budget_bytes);
 }
 
 struct blocks {
@@ -98,7 +80,7 @@ TEST(trim_gives_free_memory_back)
 	nf_domain_config cfg = { .budget_bytes = 64 * MiB, .name = "trim", .trim_delay_ms = NF_TRIM_NEVER };
 	nf_domain *d = nf_domain_create(&cfg);
 	REQUIRE(d != NULL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 
 	struct blocks b;
 	take_and_touch(d, &b, 4, 0);
@@ -107,14 +89,14 @@ TEST(trim_gives_free_memory_back)
 	CHECK(resident_pages(d) >= touched); /* mincore sees what we wrote */
 	give_back(d, &b);
 	/* Freed, but nothing was trimmed: still resident. */
-	nf_stats freed = stats(d);
+	nf_stats freed = stats_now(d);
 	CHECK(resident_pages(d) >= touched);
 	CHECK(freed.free_pages - freed.released_pages >= touched);
 
 	size_t released = nf_domain_trim(d);
 	CHECK(released > 0);
 	CHECK(released >= touched - s.high_pages - SLACK_PAGES);
-	nf_stats trimmed = stats(d);
+	nf_stats trimmed = stats_now(d);
 	CHECK(trimmed.released_pages > freed.released_pages);
 	CHECK_EQ(trimmed.free_pages, freed.free_pages); /* released pages are still free */
 	/* What stays resident: the metadata, about `high` free pages, a little slack. */
@@ -131,7 +113,7 @@ TEST(trim_gives_free_memory_back)
 	check_zero_everywhere(d, 4);
 	check_zero_everywhere(d, 0);
 	domain_check(d);
-	s = stats(d);
+	s = stats_now(d);
 	CHECK_EQ(s.used_pages, s.meta_pages);
 	nf_domain_destroy(d);
 }
@@ -177,7 +159,7 @@ TEST(background_trimmer_gives_memory_back)
 	nf_domain_config cfg = { .budget_bytes = 16 * MiB, .name = "background", .trim_delay_ms = 50 };
 	nf_domain *d = nf_domain_create(&cfg);
 	REQUIRE(d != NULL);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	struct blocks b;
 	take_and_touch(d, &b, 3, 0);
 	size_t touched = b.n << 3;
@@ -186,10 +168,10 @@ TEST(background_trimmer_gives_memory_back)
 
 	/* Behaviour, not timing: allow the trimmer generous time to get there. */
 	uint64_t give_up = test_now_ns() + 30ull * 1000000000u;
-	nf_stats now = stats(d);
+	nf_stats now = stats_now(d);
 	while (now.free_pages - now.released_pages > s.high_pages + SLACK_PAGES && test_now_ns() < give_up) {
 		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000000 }, NULL);
-		now = stats(d);
+		now = stats_now(d);
 	}
 	if (now.free_pages - now.released_pages > s.high_pages + SLACK_PAGES)
 		fprintf(stderr, "  %zu free, %zu released, high %zu\n", now.free_pages, now.released_pages,
@@ -214,7 +196,7 @@ TEST(trim_never_means_never)
 	struct blocks b;
 	take_and_touch(d, &b, 3, 0);
 	give_back(d, &b);
-	nf_stats s = stats(d);
+	nf_stats s = stats_now(d);
 	CHECK(s.free_pages - s.released_pages > s.high_pages + SLACK_PAGES);
 	nf_domain_destroy(d);
 }

@@ -1,0 +1,35 @@
+/*
+ * fixtures.h - what the test programs share beyond the harness: domains
+ * made for a test, statistics snapshots, residency of memory, quiet
+ * stderr, and children whose CHECKs decide their exit status.
+ */
+#ifndef NOFAIL_TEST_FIXTURES_H
+#define NOFAIL_TEST_FIXTURES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "nofail.h"
+
+#define MiB ((size_t)1 << 20)
+#define GiB ((size_t)1 << 30)
+
+/* A domain of `bytes` that never trims (so residency is the test's to decide); NULL if refused. */
+nf_domain *domain_for_test(size_t bytes, const char *name);
+/* The same of `pages` pages, aborting the program if it cannot be made. */
+nf_domain *domain_of_pages(size_t pages, const char *name);
+nf_stats stats_now(nf_domain *d);
+
+/* Pages of [start, start + bytes) resident in memory now (mincore); SIZE_MAX and a failure if it cannot tell. */
+size_t resident_pages_in(const void *start, size_t bytes);
+
+/* stderr to /dev/null around calls whose messages are tested elsewhere; end with what begin returned. */
+int stderr_quiet_begin(void);
+void stderr_quiet_end(int saved);
+
+/* Runs fn(arg) in a child whose CHECKs decide its exit status; its stderr lands in out. */
+bool run_in_child(void (*fn)(void *arg), void *arg, char *out, size_t len);
+
+void sleep_ms(unsigned ms);
+
+#endif
