@@ -13,18 +13,7 @@ out=$root/build/verify
 start=$SECONDS
 
 if ! command -v spin >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; then
-	sudo=
-	if [ "$(id -u)" -ne 0 ]; then
-		if command -v sudo >/dev/null 2>&1; then
-			sudo=sudo
-		else
-			echo "verify: spin or gcc is missing and this is not root (and there is no sudo): install the spin and gcc packages" >&2
-			exit 1
-		fi
-	fi
-	echo "verify: installing spin with apt-get" >&2
-	$sudo apt-get update >&2
-	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y spin gcc >&2
+	scripts/apt-install.sh verify spin gcc >&2
 fi
 
 # pan_run NAME "SPIN_DEFS" "CC_DEFS" "PAN_ARGS": generates, compiles and
