@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # DPDK's rte_mempool next to nofail's mempools (issue 5): installs Debian's
-# libdpdk-dev with apt-get (never assumes it is there), builds
+# libdpdk-dev (scripts/apt-install.sh: apt-get update, then apt-get install;
+# never assumes it is there), builds
 # bench/dpdk_mempool.c against it, starts the EAL without hugepages and
 # without PCI (--no-huge --no-pci, two lcores), and prints its figures
 # beside bench_mempool's. Run from the repository root: bench/dpdk.sh [build]
@@ -9,12 +10,7 @@ build=${1:-build}
 out="$build/bench"
 mkdir -p "$out"
 
-if ! pkg-config --exists libdpdk 2>/dev/null; then
-	echo "dpdk.sh: installing libdpdk-dev (apt-get)"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq libdpdk-dev pkg-config >/dev/null
-fi
+scripts/apt-install.sh dpdk.sh libdpdk-dev pkg-config
 echo "dpdk.sh: DPDK $(pkg-config --modversion libdpdk)"
 
 # Built with the repository's warnings off: DPDK's headers are not -Wextra clean.
