@@ -28,8 +28,8 @@ struct hoard {
 	pthread_mutex_t lock;
 	void *pages[HOARD_MAX];
 	size_t held;
-	bool give_nothing;                 /* scans free nothing (a shrinker that only counts) */
-	bool refuse;                       /* scans return NF_SHRINK_STOP */
+	_Atomic bool give_nothing;         /* scans free nothing (a shrinker that only counts) */
+	_Atomic bool refuse;               /* scans return NF_SHRINK_STOP */
 	uint32_t forbidden_classes;        /* a scan inside NORECLAIM of these is a violation */
 	_Atomic size_t scanned, scans, counts, nowait_scans, violations, not_memalloc;
 	_Atomic unsigned sleep_ms;         /* each scan sleeps this long */
@@ -99,14 +99,20 @@ static size_t hoard_scan(void *data, size_t nr, unsigned flags)
 static size_t hoard_fill(struct hoard *h, size_t n)
 {
 	size_t got = 0;
-	while (got < n && h->held < HOARD_MAX) {
+	for (; got < n; got++) {
 		void *p = nf_pages_alloc(h->d, 0, NF_MAYFAIL);
 		if (!p)
 			break;
+		/* The background reclaimer may be scanning this hoard meanwhile. */
 		pthread_mutex_lock(&h->lock);
-		h->pages[h->held++] = p;
+		bool room = h->held < HOARD_MAX;
+		if (room)
+			h->pages[h->held++] = p;
 		pthread_mutex_unlock(&h->lock);
-		got++;
+		if (!room) {
+			nf_pages_free(h->d, p, 0);
+			break;
+		}
 	}
 	return got;
 }
