@@ -93,7 +93,7 @@ static unsigned give_away(struct heap *h, nf_cache *c)
 		} else if (s->used == 0) {
 			slab_release(c, s);
 			given++;
-		} else if (s->free || slab_park(s)) {
+		} else if (slab_has_free(c, s) || slab_park(s)) {
 			slab_share(c, s);
 			given++;
 		}
@@ -101,7 +101,7 @@ static unsigned give_away(struct heap *h, nf_cache *c)
 	}
 	while (kept) {
 		struct slab *next = kept->next;
-		if (kept->free)
+		if (slab_has_free(c, kept))
 			push_partial(h, slot, kept);
 		else
 			kept->state = SLAB_FULL;

@@ -153,6 +153,46 @@ static struct slab *slab_header_place(nf_domain *d, char *start, unsigned order)
 	return (struct slab *)(start + slab_header_offset(order));
 }
 
+/*
+ * Lazy carving, as mimalloc extends a page's free list: a new slab links
+ * CARVE_OBJECTS objects at a time, in address order, when its list runs
+ * dry. Linking all of a 32 KiB slab at once wrote 512 lines (64-byte
+ * objects) that a 32 KiB L1 had evicted before the allocations reached
+ * them, so each allocation missed again on its link and its object; 64
+ * lines stay. A slab never filled also never touches its last pages.
+ */
+#define CARVE_OBJECTS 64
+
+/* Links the next objects never handed out in front of the free list; false if there are none. */
+static bool slab_carve(const nf_cache *c, struct slab *s)
+{
+	uint32_t carved = atomic_load_explicit(&s->carved, memory_order_relaxed);
+	NF_ASSERT(carved <= s->capacity);
+	uint32_t left = s->capacity - carved;
+	if (left == 0)
+		return false;
+	uint32_t n = left < CARVE_OBJECTS ? left : CARVE_OBJECTS;
+	char *first = s->start + (size_t)carved * c->stride;
+	atomic_store_explicit(&s->carved, carved + n, memory_order_relaxed);
+	for (uint32_t i = 0; i + 1 < n; i++)
+		link_set(s, first + (size_t)i * c->stride, first + (size_t)(i + 1) * c->stride);
+	link_set(s, first + (size_t)(n - 1) * c->stride, s->free);
+	s->free = first;
+	return true;
+}
+
+bool slab_has_free(const nf_cache *c, struct slab *s)
+{
+	return s->free || slab_carve(c, s);
+}
+
+/* Slabs that will not be a heap's current slab carve everything now (the invariant in slab.h). */
+static void slab_carve_all(const nf_cache *c, struct slab *s)
+{
+	while (slab_carve(c, s))
+		;
+}
+
 static struct slab *slab_init(nf_cache *c, char *start, unsigned order, bool from_reserve)
 {
 	struct slab *s = slab_header_place(c->domain, start, order);
@@ -163,10 +203,8 @@ static struct slab *slab_init(nf_cache *c, char *start, unsigned order, bool fro
 	s->capacity = slab_capacity(c->stride, order);
 	s->from_reserve = from_reserve;
 	s->key = slab_key(s);
-	/* Objects linked in address order: allocation walks the slab forwards. */
-	for (uint32_t i = 0; i < s->capacity; i++)
-		link_set(s, start + i * c->stride, i + 1 < s->capacity ? start + (i + 1) * c->stride : NULL);
-	s->free = start;
+	/* Objects linked in address order, a page's worth at a time: allocation walks the slab forwards. */
+	slab_carve(c, s);
 	set_page_owners(c, start, order, s);
 	pthread_mutex_lock(&c->lock);
 	s->all_prev = NULL;
@@ -254,6 +292,7 @@ void slab_share(nf_cache *c, struct slab *s)
  */
 bool slab_park(struct slab *s)
 {
+	NF_ASSERT(!s->free && atomic_load_explicit(&s->carved, memory_order_relaxed) == s->capacity);
 	s->state = SLAB_FULL;
 	if (s->awaiting_report)
 		return false; /* it comes back through the recovered stack */
@@ -307,7 +346,9 @@ static void *install_current(struct heap *h, nf_cache *c, struct slab *s)
 	s->state = SLAB_CURRENT;
 	h->current[c->index] = s;
 	slab_collect(s);
-	NF_ASSERT(s->free);
+	bool has_free = slab_has_free(c, s);
+	NF_ASSERT(has_free);
+	(void)has_free;
 	return pop_object(c, s);
 }
 
@@ -317,7 +358,8 @@ static void *alloc_from_heap(nf_cache *c, struct heap *h)
 	unsigned slot = c->index;
 	struct slab *s = h->current[slot];
 	if (s) {
-		if (!s->free && !slab_collect(s) && !slab_park(s)) {
+		/* Remote frees first (memory already touched), then objects never handed out. */
+		if (!s->free && !slab_collect(s) && !slab_carve(c, s) && !slab_park(s)) {
 			h->current[slot] = NULL; /* parked as full */
 			s = NULL;
 		}
@@ -427,6 +469,7 @@ static void *alloc_new_slab(nf_cache *c, struct heap *h, unsigned flags)
 		return install_current(h, c, s);
 	}
 	struct slab **list = below_min ? &c->reserve : &c->shared;
+	slab_carve_all(c, s);
 	pthread_mutex_lock(&c->lock);
 	s->state = below_min ? SLAB_RESERVE : SLAB_SHARED;
 	list_push(list, s);
@@ -490,7 +533,8 @@ static void check_object(nf_cache *c, struct slab *s, void *obj, const char *cal
 		nf_die("%s: %p belongs to cache '%s', not '%s'", call, obj, s->cache ? s->cache->name : "?", c->name);
 #if defined(NF_DEBUG) || defined(NF_HARDENED)
 	if (!obj || !link_valid(c, s, obj))
-		nf_die("%s: %p is inside an object of cache '%s', not at its start", call, obj, c->name);
+		nf_die("%s: %p is inside an object of cache '%s', not at its start (or was never allocated)", call, obj,
+		       c->name);
 	/* The owner's list only: others' lists may change under us. */
 	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap && link_valid(c, s, link_get(s, obj)))
 		slab_check_double_free(c, s, obj);

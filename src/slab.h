@@ -48,11 +48,16 @@ enum slab_state {
  * The first cache line (the header is line-aligned, slab_geometry.h) holds
  * everything a free by the owner reads and writes, and what hardened
  * checks read: a free in random order misses on one header line, not two.
+ *
+ * Objects are carved lazily (slab.c): those from index `carved` up have
+ * never been handed out and are on no list. Invariant: a slab whose `free`
+ * is empty has carved all its objects, unless it is a heap's current slab
+ * (whose owner carves more when its list runs dry).
  */
 struct slab {
 	void *free;                   /* owner's list of free objects */
 	uint32_t used;                /* objects not on `free` (remote frees count until collected) */
-	uint32_t capacity;
+	_Atomic uint32_t carved;      /* objects 0 .. carved-1 have been put on the lists; only the owner (or lock) raises it */
 	uint8_t state;
 	uint8_t order;                /* the slab is 2^order pages */
 	bool from_reserve;
@@ -63,12 +68,13 @@ struct slab {
 	uintptr_t key;                /* hardened builds: free-list links are stored XORed with this */
 	_Atomic uintptr_t remote;     /* objects freed by non-owners, and REMOTE_FULL_BIT or REMOTE_SHARED_BIT */
 	char *start;                  /* the slab's first page: objects from here (the header: slab_header_place) */
-	/* second line: lists, touched on slow paths only */
+	/* second line: touched on slow paths only */
+	uint32_t capacity;
 	struct slab *next, *prev;     /* in the list that `state` names */
 	struct slab *next_recovered;  /* on the owner heap's recovered stack */
 	struct slab *all_next, *all_prev; /* the cache's list of all its slabs */
 };
-_Static_assert(offsetof(struct slab, next) == 64, "a free touches the header's first cache line only");
+_Static_assert(offsetof(struct slab, capacity) == 64, "a free touches the header's first cache line only");
 
 struct nf_cache {
 	uint64_t magic;
@@ -124,11 +130,17 @@ static inline void link_set(const struct slab *s, void *obj, const void *next)
 #endif
 }
 
-/* Whether p is NULL or the start of an object of s: what a free-list link must be. */
+/*
+ * Whether p is NULL or the start of an object of s that has been carved:
+ * what a free-list link must be, and what a free may be given. Any thread
+ * may ask (debug and hardened checks of remote frees): `carved` is read
+ * relaxed, and an object handed to this thread was carved before it was.
+ */
 static inline bool link_valid(const nf_cache *c, const struct slab *s, const void *p)
 {
 	size_t offset = (size_t)((const char *)p - s->start);
-	return !p || (offset < (size_t)s->capacity * c->stride && offset % c->stride == 0);
+	size_t carved = atomic_load_explicit(&s->carved, memory_order_relaxed);
+	return !p || (offset < carved * c->stride && offset % c->stride == 0);
 }
 
 /* Hardened builds: dies naming the cache; the free list was overwritten. */
@@ -142,6 +154,8 @@ NF_HIDDEN void cache_free_local_slow(nf_cache *c, struct slab *s, bool was_full)
 
 /* For heap.c: what a heap does with its slabs when its thread leaves, and when another takes them over. */
 NF_HIDDEN uint32_t slab_collect(struct slab *s);
+/* Whether s has a free object on its list, carving more if it has none there (owner or c->lock). */
+NF_HIDDEN bool slab_has_free(const nf_cache *c, struct slab *s);
 NF_HIDDEN void slab_share(nf_cache *c, struct slab *s);
 NF_HIDDEN void slab_release(nf_cache *c, struct slab *s);
 NF_HIDDEN bool slab_park(struct slab *s);

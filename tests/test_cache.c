@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -336,6 +337,55 @@ TEST(slab_headers_sit_in_the_domain_table)
 	nf_cache_destroy(c);
 	nf_domain_destroy(d);
 	free(objs);
+}
+
+/*
+ * Objects are carved lazily, CARVE_OBJECTS at a time (slab.c): a new slab
+ * writes only the links of the objects about to be handed out, so the
+ * allocations that follow find them in L1, and the pages of a slab that is
+ * never filled are never touched. Objects come out in address order all
+ * the same, and every one of them is reached.
+ */
+TEST(slab_objects_are_carved_as_they_are_needed)
+{
+	nf_domain *d = new_domain(64 << 20, "carve");
+	nf_cache *c = nf_cache_create(d, "carved", 64, 0, 0);
+	REQUIRE(d != NULL && c != NULL);
+	char *first = nf_cache_alloc(c, 0);
+	REQUIRE(first != NULL);
+	struct slab *s = slab_of(c, first);
+	REQUIRE(s->capacity > 128);
+	CHECK_EQ(s->carved, 64);
+	CHECK(first == s->start);
+	/* One page of the eight written: the rest of the slab is not resident. */
+	unsigned char vec[64];
+	size_t slab_pages = (size_t)1 << s->order;
+	REQUIRE(slab_pages <= sizeof vec);
+	REQUIRE(mincore(s->start, slab_pages * NF_PAGE_SIZE, vec) == 0);
+	size_t resident = 0;
+	for (size_t i = 0; i < slab_pages; i++)
+		resident += vec[i] & 1;
+	CHECK_EQ(resident, 1);
+
+	/* Every object, in address order, then a new slab. */
+	size_t n = s->capacity;
+	char **objs = malloc(n * sizeof *objs);
+	REQUIRE(objs != NULL);
+	objs[0] = first;
+	for (size_t i = 1; i < n; i++) {
+		objs[i] = nf_cache_alloc(c, 0);
+		CHECK(objs[i] == s->start + i * c->stride);
+		CHECK_EQ(s->carved, (i / 64 + 1) * 64 < s->capacity ? (i / 64 + 1) * 64 : s->capacity);
+	}
+	CHECK(s->free == NULL && s->carved == s->capacity);
+	void *next = nf_cache_alloc(c, 0);
+	CHECK(slab_of(c, next) != s);
+	nf_cache_free(c, next);
+	for (size_t i = 0; i < n; i++)
+		nf_cache_free(c, objs[i]);
+	free(objs);
+	nf_cache_destroy(c);
+	nf_domain_destroy(d);
 }
 
 TEST(cache_same_thread_reuse)
@@ -1386,8 +1436,19 @@ static void free_to_destroyed_cache(void *arg)
 	nf_cache_free(c, p);
 }
 
+/* An object of a slab that was never handed out: beyond what the slab has carved. */
+static void free_never_allocated(void *arg)
+{
+	(void)arg;
+	nf_domain *d = new_domain(4 << 20, "misuse");
+	nf_cache *c = nf_cache_create(d, "uncarved", 64, 0, 0);
+	char *p = nf_cache_alloc(c, 0);
+	nf_cache_free(c, p + 100 * 64);
+}
+
 TEST(cache_misuse_aborts)
 {
+	CHECK(expect_abort(free_never_allocated, NULL, "or was never allocated"));
 	CHECK(expect_abort(free_to_wrong_cache, NULL, "belongs to cache 'cache-a', not 'cache-b'"));
 	CHECK(expect_abort(free_to_wrong_sized_cache, NULL, "cache-big"));
 	CHECK(expect_abort(free_interior, NULL, "inside an object of cache 'interior'"));
