@@ -188,3 +188,12 @@ clean:
 .PHONY: verify
 verify:
 	@scripts/verify.sh
+
+# The NBD client against a real nbd-server on 127.0.0.1 (installs nbd-server with apt-get if missing).
+.PHONY: nbd-check
+nbd-check: $(BUILD)/nbd-check
+	@scripts/nbd-check.sh $(BUILD)/nbd-check
+
+$(BUILD)/nbd-check: tests/nbd_check.c $(BUILD)/libnofail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libnofail.a $(LDLIBS_ALL)
