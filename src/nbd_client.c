@@ -209,7 +209,7 @@ static int read_reply(struct nbd_client *c, struct nbd_request *r, uint16_t type
 	       len, error, strerror(e));
 	if (e == ESHUTDOWN) {
 		/* The protocol asks for a soft disconnect now: NBD_CMD_DISC, then nothing more. */
-		fill_header(r, NBD_CMD_DISC, ++c->next_handle, 0, 0);
+		fill_header(r, NBD_CMD_DISC, c->next_handle++, 0, 0);
 		(void)nbd_send_all(c->fd, r->header, NBD_REQUEST_BYTES, NULL, 0);
 		return kill_connection(c, -ESHUTDOWN);
 	}
