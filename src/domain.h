@@ -84,6 +84,22 @@ struct nf_domain {
 
 	struct domain_reclaim reclaim;   /* shrinkers and the background reclaimer (reclaim.h) */
 
+	/*
+	 * The page cache (pcache.c): clean, unreferenced page-cache pages,
+	 * which can be dropped at once without I/O or allocation, so they back
+	 * tokens (reserve.h). Raised without the lock when a page becomes
+	 * droppable (that only loosens checks made under the lock); lowered
+	 * only under it, when such a page is pinned or dropped.
+	 */
+	_Atomic size_t clean_pages;
+	/*
+	 * Registered by the page cache (the allocator calls up only through
+	 * it): drops one clean page into the free lists and returns 1, or 0 if
+	 * it found none. Called without d->lock. Written under d->lock.
+	 */
+	size_t (*drop_clean)(nf_domain *d);
+	struct nf_pcache *pcaches;       /* the domain's page caches (pcache.c's list lock) */
+
 	/* statistics of the locked paths and of threads that have exited */
 	uint64_t allocations, frees;
 	uint64_t failures[NF_FAIL_REASONS];
@@ -129,6 +145,16 @@ NF_HIDDEN bool domain_valid(const nf_domain *d, const char *call);
 #define PAGES_TRY 0x80000000u /* with NF_MAYFAIL: a try before waiting, not counted as a failure */
 NF_HIDDEN void *pages_alloc_tagged(nf_domain *d, unsigned order, unsigned flags, const void *caller,
 				   bool *below_min);
+/*
+ * For the page cache (page_alloc.c; see reserve.h for why). pages_free_clean
+ * frees an order-0 page that was counted in d->clean_pages, lowering the
+ * count and raising the free pages in one hold of d->lock. pages_pin_clean
+ * takes one page out of d->clean_pages (a hit on an unreferenced clean
+ * block) if the pages left still cover the tokens and the floor of an
+ * allocation with these flags; false: refused, nothing changed.
+ */
+NF_HIDDEN void pages_free_clean(nf_domain *d, void *p);
+NF_HIDDEN bool pages_pin_clean(nf_domain *d, unsigned flags);
 /* The default domain if it has been created, else NULL; never creates it. */
 NF_HIDDEN nf_domain *nf_domain_default_peek(void);
 /*

@@ -5,14 +5,17 @@
  *
  * Who may take what (invariant, checked under d->lock): after an
  * allocation, free pages on the buddy lists stay at or above the caller's
- * floor plus the tokens outstanding (pages promised to reservations): the
- * floor is min for ordinary callers, min/2 for NF_HIGH, 0 for NF_MEMALLOC
- * or the memalloc scope. Pages on thread lists were taken above that, so
- * an ordinary caller never brings the domain below it. A task holding
- * tokens takes its promised pages whatever the floor says, and the tokens
- * go down with the free pages.
+ * floor plus the tokens outstanding (pages promised to reservations) that
+ * clean page-cache pages do not cover (reserve.h): the floor is min for
+ * ordinary callers, min/2 for NF_HIGH, 0 for NF_MEMALLOC or the memalloc
+ * scope. Pages on thread lists were taken above that, so an ordinary
+ * caller never brings the domain below it. A task holding tokens takes its
+ * promised pages whatever the floor says, dropping clean page-cache pages
+ * first when no free page is left above min, and the tokens go down with
+ * the free pages.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -95,12 +98,36 @@ static void spend(nf_domain *d, struct reservation *r, size_t pages)
 }
 
 /*
+ * Until `pages` free pages stand above min, or no clean page-cache page is
+ * left, drops clean pages through the page cache's callback (the one way
+ * this layer calls up), with d->lock dropped around each call: the page
+ * cache takes its own lock before d->lock. A dropped page is protected
+ * from everyone but token holders by the floors (it leaves C and joins F,
+ * so U rises with F). The loop ends: each turn either drops a page or sees
+ * C fall to another thread's pin or drop. d->lock held.
+ */
+static void drop_clean_for_tokens(nf_domain *d, size_t pages)
+{
+	while (d->free_pages < d->min_pages + pages && reserve_clean(d) > 0 && d->drop_clean) {
+		size_t (*drop)(nf_domain *) = d->drop_clean;
+		pthread_mutex_unlock(&d->lock);
+		size_t dropped = drop(d);
+		if (!dropped)
+			sched_yield(); /* a page on its way out of the cache; it lands in F in a moment */
+		pthread_mutex_lock(&d->lock);
+	}
+}
+
+/*
  * The task's promised pages: taken whatever the floor, never waiting.
- * Order 0 fills the thread's empty list with up to a batch of them (the
- * fast path then serves them as it serves any page), so a token-backed
- * page costs what an ordinary one does. NF_NO_PAGE if the tokens fall
- * short, or no block of this order is free (larger orders, fragmented);
- * the invariant makes order 0 always succeed. d->lock held.
+ * Free pages above min are taken first; then clean page-cache pages are
+ * dropped for them; only with none left does a token take a free page
+ * below min (I1 then makes F >= R). Order 0 fills the thread's empty list
+ * with up to a batch of them (the fast path then serves them as it serves
+ * any page), so a token-backed page costs what an ordinary one does.
+ * NF_NO_PAGE if the tokens fall short, or no block of this order is free
+ * (larger orders, fragmented); the invariant makes order 0 always
+ * succeed. d->lock held (dropped and retaken while dropping clean pages).
  */
 static uint32_t take_with_tokens(nf_domain *d, struct reservation *r, struct thread_pages *tp, unsigned order,
 				 bool *released)
@@ -108,8 +135,13 @@ static uint32_t take_with_tokens(nf_domain *d, struct reservation *r, struct thr
 	size_t pages = (size_t)1 << order;
 	if (r->tokens < pages)
 		return NF_NO_PAGE;
+	drop_clean_for_tokens(d, pages);
 	if (order == 0 && tp && tp->head == NF_NO_PAGE) {
 		unsigned want = r->tokens < d->pcp_batch ? (unsigned)r->tokens : d->pcp_batch;
+		/* Fill the list from free pages above min only; the rest stays clean in the cache until needed. */
+		size_t above_min = d->free_pages > d->min_pages ? d->free_pages - d->min_pages : 0;
+		if (want > above_min)
+			want = above_min ? (unsigned)above_min : 1;
 		unsigned got = thread_pages_refill(d, tp, want);
 		NF_ASSERT(got > 0);
 		if (got == 0)
@@ -380,6 +412,36 @@ static __attribute__((noinline)) void pages_free_slow(nf_domain *d, void *p, uns
 	pages_returned(d);
 	trim_note_free(d);
 	pthread_mutex_unlock(&d->lock);
+}
+
+void pages_free_clean(nf_domain *d, void *p)
+{
+	uint32_t index = (uint32_t)domain_page_index(d, p);
+	pthread_mutex_lock(&d->lock);
+	check_free(d, p, 0);
+	/* C down and F up in one hold: every check under the lock sees F + C unchanged. */
+	NF_ASSERT(reserve_clean(d) > 0);
+	atomic_fetch_sub_explicit(&d->clean_pages, 1, memory_order_relaxed);
+	buddy_give(d, index, 0, false, nf_now_ns());
+	d->frees++;
+	pages_returned(d);
+	trim_note_free(d);
+	reserve_check(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+bool pages_pin_clean(nf_domain *d, unsigned flags)
+{
+	pthread_mutex_lock(&d->lock);
+	size_t clean = reserve_clean(d);
+	NF_ASSERT(clean > 0);
+	/* The pinned page stops backing tokens: F + C - 1 must still cover the caller's floor and R. */
+	bool ok = clean > 0 && d->free_pages + clean - 1 >= floor_for(d, flags) + d->reserved_pages;
+	if (ok)
+		atomic_fetch_sub_explicit(&d->clean_pages, 1, memory_order_relaxed);
+	reserve_check(d);
+	pthread_mutex_unlock(&d->lock);
+	return ok;
 }
 
 void nf_pages_free(nf_domain *d, void *p, unsigned order)

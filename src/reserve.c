@@ -27,16 +27,17 @@
 /* Bound on one sleep of a request behind the head. */
 #define RESERVE_QUEUED_RECHECK_NS (1000u * 1000u * 1000u)
 
+/* Free pages and clean page-cache pages (droppable at once) above min cover the request too (I2). */
 static bool fits(const nf_domain *d, size_t pages)
 {
 	return d->reserved_pages + pages <= d->reserve_cap_pages &&
-	       d->free_pages >= d->min_pages + d->reserved_pages + pages;
+	       d->free_pages + reserve_clean(d) >= d->min_pages + d->reserved_pages + pages;
 }
 
 void reserve_check(const nf_domain *d)
 {
-	/* Promised pages are free pages: even inside the emergency reserve, nobody takes those. */
-	NF_ASSERT(d->free_pages >= d->reserved_pages);
+	/* Promised pages are free or clean: even inside the emergency reserve, nobody takes those (I1). */
+	NF_ASSERT(d->free_pages + reserve_clean(d) >= d->reserved_pages);
 	NF_ASSERT(d->reserved_pages <= d->reserve_cap_pages);
 	(void)d;
 }

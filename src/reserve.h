@@ -2,12 +2,30 @@
  * reserve.h - the domain's side of reservations: admission of requests,
  * first come first served, and the tokens outstanding.
  *
- * Invariant (d->lock): d->free_pages - d->min_pages >= d->reserved_pages
- * whenever nobody is inside the emergency reserve. Every promised page is a
- * free page above min: ordinary allocations never take free pages below
- * min + reserved, NF_MEMALLOC ones never below reserved, and spending a
- * token lowers free and reserved together. (Clean page-cache pages will
- * count as free here once the page cache exists.)
+ * Every promised page is either free or a clean page-cache page that can
+ * be dropped at once (d->clean_pages: unreferenced, not dirty, not under
+ * I/O). Writing F = d->free_pages, C = d->clean_pages, R = d->reserved_pages,
+ * M = d->min_pages, the invariant under d->lock is:
+ *
+ *   (I1) F + C >= R           always: even the emergency reserve leaves promised pages alone;
+ *   (I2) F + C - M >= R       whenever nobody is inside the emergency reserve.
+ *
+ * What keeps it:
+ * - Admission grants only when F + C >= M + R + pages (fits() in reserve.c).
+ * - An allocation with base floor f (M ordinary, M/2 NF_HIGH, 0 memalloc)
+ *   leaves F >= f + U, where U = R - C when positive (the tokens that no
+ *   clean page covers: reserve_floor below). So it never takes a promised
+ *   page, and ordinary ones never take one below M.
+ * - Spending a token lowers F (or drops a clean page first: C down, F up)
+ *   and R together. A token-backed allocation that finds no free page above
+ *   M drops clean pages synchronously through d->drop_clean, so it never
+ *   waits and never fails; below M it takes a free page only when no clean
+ *   page is left (then F >= R by I1).
+ * - The page cache lowers C only under d->lock: dropping a page raises F by
+ *   the same amount at once (pages_free_clean); pinning one (a hit on an
+ *   unreferenced clean block) is refused unless F + C - 1 >= f + R still
+ *   holds (pages_pin_clean). Raising C (a put, a finished writeback) and
+ *   lowering R (unreserve) happen without the lock: both only loosen.
  */
 #ifndef NOFAIL_RESERVE_H
 #define NOFAIL_RESERVE_H
@@ -24,13 +42,26 @@ struct reserve_waiter {
 /* Hands tokens to queued requests in order, stopping at the first that does not fit; d->lock held. */
 NF_HIDDEN void reserve_grant_waiters(nf_domain *d);
 
-/* Debug builds: dies if free pages above min do not cover the tokens; d->lock held. */
+/* Debug builds: dies if free and clean pages do not cover the tokens (I1); d->lock held. */
 NF_HIDDEN void reserve_check(const nf_domain *d);
 
-/* Pages an allocation with this base floor must leave free: tokens are promised pages. */
+/* Clean droppable page-cache pages now (may rise under the caller's feet, never fall outside d->lock). */
+static inline size_t reserve_clean(const nf_domain *d)
+{
+	return atomic_load_explicit(&d->clean_pages, memory_order_relaxed);
+}
+
+/* Tokens that no clean page covers: free pages must cover them (U above). */
+static inline size_t reserve_uncovered(const nf_domain *d)
+{
+	size_t reserved = d->reserved_pages, clean = reserve_clean(d);
+	return reserved > clean ? reserved - clean : 0;
+}
+
+/* Free pages an allocation with this base floor must leave: promised pages not covered by clean ones. */
 static inline size_t reserve_floor(const nf_domain *d, size_t floor)
 {
-	return floor + d->reserved_pages;
+	return floor + reserve_uncovered(d);
 }
 
 /* Label statistics (reserve_labels.c); d->lock held for both. */
