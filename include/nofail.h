@@ -456,6 +456,115 @@ int nf_domain_on_pressure(nf_domain *d, void (*fn)(nf_domain *d, enum nf_pressur
 			  void *data);
 
 /* ------------------------------------------------------------------ */
+/* Page cache                                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A page cache over a domain: page-sized blocks of owners (a file, a
+ * device), keyed by (owner, index), read in through the owner's `read`
+ * and written back through its `writeback`. Blocks' pages and the cache's
+ * own structs come from the domain.
+ *
+ * Clean blocks nobody holds are dropped at once under pressure (a
+ * non-blocking shrinker per cache, no I/O, no allocation) and count as
+ * droppable in the reservation invariant: free + clean - min >= tokens.
+ * A reservation holder's allocation that finds no free page drops one
+ * synchronously. Blocks live on two LRU lists: a new block starts
+ * inactive, a second reference while inactive promotes it to active, and
+ * reclaim takes from the inactive tail (refilled from the active tail
+ * when it is the smaller), so one pass over a large file cannot flush the
+ * hot set.
+ *
+ * Dirty blocks are written back by the cache's writeback threads, in the
+ * memalloc scope (the callback's allocations may use the emergency
+ * reserve) and without any cache lock held: from dirty_background_ratio
+ * of the domain on, and any dirty block older than dirty_expire_ms.
+ * Dirty and writeback blocks together never pass dirty_ratio of the
+ * domain: nf_pcache_mark_dirty sleeps first, paced to the measured
+ * writeback rate (the kernel's balance_dirty_pages), until writeback
+ * brings them down. Ratios are percentages of the domain's pages above
+ * its min watermark.
+ */
+typedef struct nf_pcache nf_pcache;
+typedef struct nf_pcache_owner nf_pcache_owner;
+
+typedef struct nf_pcache_config {
+	const char *name;                 /* for messages and statistics; NULL gives "pcache" */
+	unsigned dirty_background_ratio;  /* % where background writeback starts; 0 = 10 */
+	unsigned dirty_ratio;             /* % that writers never pass; 0 = 20; above the background ratio */
+	unsigned writeback_threads;       /* 0 = 1; at most 64 */
+	unsigned dirty_expire_ms;         /* dirty blocks older than this are written anyway; 0 = 5000 */
+} nf_pcache_config;
+
+typedef struct nf_pcache_owner_ops {
+	const char *name;                 /* for messages; NULL gives "owner" */
+	/* Required: store the block; 0 or a negative errno (the block then stays dirty). May allocate. */
+	int (*writeback)(void *owner_data, uint64_t index, const void *block);
+	/* Optional: fill the block; 0 or a negative errno. Without it a new block reads as zeroes. */
+	int (*read)(void *owner_data, uint64_t index, void *block);
+} nf_pcache_owner_ops;
+
+/* cfg may be NULL for the defaults. NULL + errno EINVAL (and a line on stderr) on bad arguments. */
+nf_pcache *nf_pcache_create(nf_domain *d, const nf_pcache_config *cfg);
+/*
+ * Flushes every owner (errors are reported on stderr), stops the threads
+ * and frees everything. Owners still registered are unregistered with a
+ * message. A block still held is a use after free in waiting: it aborts.
+ */
+void nf_pcache_destroy(nf_pcache *pc);
+
+/* ops are copied. NULL + EINVAL on bad arguments. */
+nf_pcache_owner *nf_pcache_owner_register(nf_pcache *pc, const nf_pcache_owner_ops *ops, void *owner_data);
+/*
+ * Flushes the owner, then drops its blocks and frees it. Returns the
+ * flush's result (0 or the first writeback error); blocks that still
+ * fail to write are discarded, with a message. -EBUSY, with the owner
+ * left registered, if any of its blocks is still held; -EINVAL for an
+ * owner that is not pc's. Calling it from the owner's own writeback
+ * callback aborts (it would wait for itself).
+ */
+int nf_pcache_owner_unregister(nf_pcache *pc, nf_pcache_owner *owner);
+
+/*
+ * The block (NF_PAGE_SIZE bytes) of (owner, index) with a reference held,
+ * reading it in on a miss. flags as for nf_pages_alloc (NF_MAYFAIL,
+ * NF_NOWAIT, NF_HIGH, NF_MEMALLOC, NF_NOMEMALLOC): 0 waits for memory and
+ * never returns NULL for the lack of it; NF_MAYFAIL gives NULL + ENOMEM,
+ * NF_NOWAIT NULL + EAGAIN (also when another thread is reading the block
+ * in). NULL + the read's error when the owner's read fails (nothing is
+ * cached then), NULL + EINVAL on bad arguments.
+ */
+void *nf_pcache_get(nf_pcache *pc, nf_pcache_owner *owner, uint64_t index, unsigned flags);
+/*
+ * The block if it is cached (a reference held), else NULL + ENOENT; never
+ * reads. Waits for a block being read in unless NF_NOWAIT. A clean block
+ * whose pages back reservations may be dropped instead of handed out
+ * (a miss): then only a get brings it back.
+ */
+void *nf_pcache_lookup(nf_pcache *pc, nf_pcache_owner *owner, uint64_t index, unsigned flags);
+/*
+ * Drops the reference taken by get or lookup. A dirty block may make the
+ * caller wait while the cache is over its dirty limit. -EINVAL, with a
+ * message, for a block that is not pc's or not held (a double put).
+ */
+int nf_pcache_put(nf_pcache *pc, void *block);
+/*
+ * Marks a held block dirty: call it after changing the data. Sleeps first
+ * while the cache's dirty and writeback blocks are at the limit (not in a
+ * memalloc scope: writeback itself is never throttled). 0 or -EINVAL.
+ */
+int nf_pcache_mark_dirty(nf_pcache *pc, void *block);
+/*
+ * Writes back the owner's blocks dirty at the call, in the calling thread
+ * (memalloc scope), and waits for those the threads are writing. Returns
+ * 0 or the first negative errno of a writeback; a block whose writeback
+ * failed stays dirty.
+ */
+int nf_pcache_flush(nf_pcache *pc, nf_pcache_owner *owner);
+/* The same for every owner of pc. */
+int nf_pcache_flush_all(nf_pcache *pc);
+
+/* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -503,6 +612,19 @@ typedef struct nf_stats {
 	uint64_t shrinker_calls;   /* scan calls */
 	uint64_t shrinker_freed;   /* objects the scans reported freed */
 	unsigned pressure;         /* enum nf_pressure now */
+	/* page cache: all the domain's caches together */
+	size_t pcache_pages;       /* blocks cached */
+	size_t pcache_clean;       /* clean and held by nobody: droppable at once, backing reservations */
+	size_t pcache_dirty;       /* marked dirty and not yet written (some may be under writeback again) */
+	size_t pcache_writeback;   /* being written now */
+	size_t pcache_dirty_peak;  /* most dirty + writeback at once (what dirty_ratio bounds) */
+	uint64_t pcache_hits, pcache_misses;     /* get and lookup */
+	uint64_t pcache_dropped;   /* clean blocks dropped (reclaim, reservations) */
+	uint64_t pcache_dropped_for_tokens;      /* of those, dropped by a token-backed allocation */
+	uint64_t pcache_written;   /* blocks written back */
+	uint64_t pcache_write_errors;
+	uint64_t pcache_throttled; /* times a writer slept at the dirty limit */
+	uint64_t pcache_throttle_ns_max;         /* its longest sleep */
 } nf_stats;
 
 /* What one reservation label saw: use is the pages a reservation spent, overruns included. */

@@ -4,6 +4,7 @@
 
 #include "buddy.h"
 #include "domain.h"
+#include "pcache.h"
 #include "reserve.h"
 #include "thread_pages.h"
 
@@ -64,6 +65,8 @@ void nf_stats_get(nf_domain *d, nf_stats *out)
 	out->reclaim_pages = atomic_load(&r->pages_gained);
 	out->shrinker_calls = atomic_load(&r->scan_calls);
 	out->shrinker_freed = atomic_load(&r->objects_freed);
+	/* After d->lock is let go: the caches' locks come before it. */
+	pcache_stats_get(d, out);
 }
 
 /* The length of the valid UTF-8 sequence of two or more bytes at s, 0 if there is none. */
@@ -131,6 +134,14 @@ static void print_json(FILE *f, const nf_stats *s, const nf_reserve_label_stats 
 		s->shrinkers, (unsigned long long)s->reclaim_direct, (unsigned long long)s->reclaim_background,
 		(unsigned long long)s->reclaim_pages, (unsigned long long)s->shrinker_calls,
 		(unsigned long long)s->shrinker_freed, pressure_names[s->pressure < 3 ? s->pressure : 0]);
+	fprintf(f, "\"pcache\":{\"pages\":%zu,\"clean\":%zu,\"dirty\":%zu,\"writeback\":%zu,\"dirty_peak\":%zu,"
+		   "\"hits\":%llu,\"misses\":%llu,\"dropped\":%llu,\"dropped_for_tokens\":%llu,\"written\":%llu,"
+		   "\"write_errors\":%llu,\"throttled\":%llu,\"longest_throttle_ns\":%llu},",
+		s->pcache_pages, s->pcache_clean, s->pcache_dirty, s->pcache_writeback, s->pcache_dirty_peak,
+		(unsigned long long)s->pcache_hits, (unsigned long long)s->pcache_misses,
+		(unsigned long long)s->pcache_dropped, (unsigned long long)s->pcache_dropped_for_tokens,
+		(unsigned long long)s->pcache_written, (unsigned long long)s->pcache_write_errors,
+		(unsigned long long)s->pcache_throttled, (unsigned long long)s->pcache_throttle_ns_max);
 	fprintf(f, "\"reservations\":{\"reserved_pages\":%zu,\"cap_pages\":%zu,\"granted\":%llu,\"failed\":%llu,"
 		   "\"waits\":%llu,\"waiting\":%llu,\"longest_wait_ns\":%llu,\"token_pages\":%llu,\"overruns\":%llu,"
 		   "\"labels\":[",
@@ -172,6 +183,14 @@ static void print_text(FILE *f, const nf_stats *s, const nf_reserve_label_stats 
 		s->shrinkers, (unsigned long long)s->reclaim_direct, (unsigned long long)s->reclaim_background,
 		(unsigned long long)s->reclaim_pages, (unsigned long long)s->shrinker_calls,
 		(unsigned long long)s->shrinker_freed, pressure_names[s->pressure < 3 ? s->pressure : 0]);
+	fprintf(f, "  page cache: %zu pages (%zu clean, %zu dirty, %zu under writeback; peak dirty %zu), %llu hits,"
+		   " %llu misses, %llu dropped (%llu for reservations), %llu written, %llu write errors;"
+		   " writers throttled %llu times, longest %.3f ms\n",
+		s->pcache_pages, s->pcache_clean, s->pcache_dirty, s->pcache_writeback, s->pcache_dirty_peak,
+		(unsigned long long)s->pcache_hits, (unsigned long long)s->pcache_misses,
+		(unsigned long long)s->pcache_dropped, (unsigned long long)s->pcache_dropped_for_tokens,
+		(unsigned long long)s->pcache_written, (unsigned long long)s->pcache_write_errors,
+		(unsigned long long)s->pcache_throttled, (double)s->pcache_throttle_ns_max / 1e6);
 	fprintf(f, "  reservations: %zu pages reserved now (cap %zu); %llu granted, %llu failed, %llu waited (%llu now),"
 		   " longest wait %.3f ms; %llu pages taken with tokens, %llu overruns\n",
 		s->reserved_pages, s->reserve_cap_pages, (unsigned long long)s->reservations,
