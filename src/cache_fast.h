@@ -11,25 +11,34 @@
  * current slab for the cache, no lock, no atomic read-modify-write, no call
  * through a pointer. heap_empty stands in for threads without a heap.
  */
-static inline void *cache_alloc_inline(nf_cache *c, unsigned flags)
+/* Pops the first free object of s, a current slab of the calling thread (or NULL); NULL if it has none. */
+static inline void *slab_pop_inline(struct slab *s)
 {
-	struct slab *s = nf_self.heap->current[c->index];
 	if (likely(s != NULL)) {
 		void *obj = s->free;
 		if (likely(obj != NULL)) {
 			void *next = link_get(s, obj);
 #ifdef NF_HARDENED
-			if (unlikely(!link_valid(c, s, next)))
-				slab_corrupted(c, obj);
+			if (unlikely(!link_valid(s->cache, s, next)))
+				slab_corrupted(s->cache, obj);
 			/* An object freed untouched must not look like a free one (its old link): clear the link. */
 			*(uintptr_t *)obj = 0;
 #endif
 			s->free = next;
 			s->used++;
-			if (unlikely(flags & NF_ZERO))
-				__builtin_memset(obj, 0, c->object_size);
 			return obj;
 		}
+	}
+	return NULL;
+}
+
+static inline void *cache_alloc_inline(nf_cache *c, unsigned flags)
+{
+	void *obj = slab_pop_inline(nf_self.heap->current[c->index]);
+	if (likely(obj != NULL)) {
+		if (unlikely(flags & NF_ZERO))
+			__builtin_memset(obj, 0, c->object_size);
+		return obj;
 	}
 	return cache_alloc_slow(c, flags);
 }

@@ -78,7 +78,7 @@ static unsigned give_away(struct heap *h, nf_cache *c)
 	struct slab *s = h->state[slot].partial;
 	h->state[slot].partial = NULL;
 	struct slab *current = h->current[slot];
-	h->current[slot] = NULL;
+	heap_set_current(h, c, NULL);
 	if (current) {
 		current->next = s;
 		s = current;
@@ -178,7 +178,7 @@ void heap_slot_put(unsigned slot)
 		return;
 	pthread_mutex_lock(&pool_lock);
 	for (struct heap *h = all_heaps; h; h = h->next_in_pool) {
-		h->current[slot] = NULL;
+		heap_set_current(h, slot_owner[slot], NULL);
 		h->state[slot].partial = NULL;
 		atomic_store_explicit(&h->state[slot].recovered, NULL, memory_order_relaxed);
 	}

@@ -12,6 +12,7 @@
 #ifndef NOFAIL_HEAP_H
 #define NOFAIL_HEAP_H
 
+#include "size_class.h"
 #include "slab.h"
 
 struct cache_state {
@@ -21,6 +22,14 @@ struct cache_state {
 
 struct heap {
 	struct slab *current[NF_MAX_CACHES];
+	/*
+	 * nf_malloc's way to its slab in one load, as mimalloc's
+	 * pages_free_direct: for a size of w words, the current slab of the
+	 * default domain's class cache for it, or NULL. Invariant: always
+	 * current[c->index] for the cache c whose direct range holds w (written
+	 * only through heap_set_current).
+	 */
+	struct slab *malloc_direct[MALLOC_DIRECT_WORDS];
 	struct cache_state state[NF_MAX_CACHES];
 	struct heap *next_in_pool;
 	struct heap *next_abandoned;
@@ -30,6 +39,14 @@ struct heap {
 
 /* Threads without a heap point at this one: every slot empty, so the fast path needs no NULL test. */
 NF_HIDDEN extern struct heap heap_empty;
+
+/* Makes s (or NULL) h's current slab for c, and keeps malloc_direct in step. */
+static inline void heap_set_current(struct heap *h, const nf_cache *c, struct slab *s)
+{
+	h->current[c->index] = s;
+	for (unsigned w = c->direct_first; w < c->direct_end; w++)
+		h->malloc_direct[w] = s;
+}
 
 /* The calling thread's heap, taking one (an abandoned one first) if it has none; NULL if none can be had. */
 NF_HIDDEN struct heap *heap_acquire(void);

@@ -16,13 +16,31 @@
 static nf_domain *_Atomic malloc_domain;
 
 /* Small sizes find their class by 8-byte words in one table load instead of computing it. */
-#define DIRECT_MAX 1024
-static uint8_t class_by_words[DIRECT_MAX / 8 + 1];
+static uint8_t class_by_words[MALLOC_DIRECT_WORDS];
 
 __attribute__((constructor)) static void fill_class_by_words(void)
 {
-	for (size_t words = 0; words <= DIRECT_MAX / 8; words++)
+	for (size_t words = 0; words < MALLOC_DIRECT_WORDS; words++)
 		class_by_words[words] = (uint8_t)size_class_of(words * 8);
+}
+
+/* The default domain's class caches serve nf_malloc's direct path for the sizes of their class (heap.h). */
+static void set_direct_range(nf_domain *d, nf_cache *c, unsigned cls)
+{
+	if (d != nf_domain_default_peek())
+		return;
+	unsigned first = MALLOC_DIRECT_WORDS, end = 0;
+	for (unsigned w = 0; w < MALLOC_DIRECT_WORDS; w++) {
+		if (class_by_words[w] != cls)
+			continue;
+		if (w < first)
+			first = w;
+		end = w + 1;
+	}
+	if (end) {
+		c->direct_first = first;
+		c->direct_end = end;
+	}
 }
 static pthread_mutex_t class_create_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -44,8 +62,11 @@ static __attribute__((noinline)) nf_cache *class_cache_create(nf_domain *d, unsi
 		char name[32];
 		snprintf(name, sizeof name, "malloc-%zu", size_class_bytes(cls));
 		c = cache_create_internal(d, name, size_class_bytes(cls), sizeof(void *), flags);
-		if (c)
+		if (c) {
+			/* Before it is published: whoever installs a slab of c keeps malloc_direct right. */
+			set_direct_range(d, c, cls);
 			atomic_store_explicit(&d->malloc_caches[cls], c, memory_order_release);
+		}
 	}
 	pthread_mutex_unlock(&class_create_lock);
 	return c;
@@ -117,13 +138,16 @@ static __attribute__((noinline)) void *malloc_slow(size_t n)
 
 void *nf_malloc(size_t n)
 {
-	/* Fast path: small sizes index the default domain's caches directly by 8-byte words. */
-	nf_domain *d = atomic_load_explicit(&malloc_domain, memory_order_acquire);
-	if (likely(d != NULL && n <= DIRECT_MAX)) {
-		nf_cache *c = atomic_load_explicit(&d->malloc_caches[class_by_words[(n + 7) >> 3]],
-						   memory_order_acquire);
-		if (likely(c != NULL))
-			return cache_alloc_inline(c, 0);
+	/*
+	 * Fast path: small sizes find the thread's current slab of their class
+	 * of the default domain in one load by 8-byte words (heap.h); a thread
+	 * without one, or whose slab is exhausted, takes the slow path, which
+	 * installs one.
+	 */
+	if (likely(n <= MALLOC_DIRECT_MAX)) {
+		void *obj = slab_pop_inline(nf_self.heap->malloc_direct[(n + 7) >> 3]);
+		if (likely(obj != NULL))
+			return obj;
 	}
 	return malloc_slow(n);
 }

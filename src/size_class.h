@@ -12,6 +12,9 @@
 #include "domain.h"
 
 #define MALLOC_SMALL_MAX ((size_t)32768)
+/* Sizes up to this find their slab in one load from the thread's heap (heap.h). */
+#define MALLOC_DIRECT_MAX 1024
+#define MALLOC_DIRECT_WORDS (MALLOC_DIRECT_MAX / 8 + 1)
 
 /* The class of a request of n bytes, 1 <= n <= MALLOC_SMALL_MAX. */
 static inline unsigned size_class_of(size_t n)

@@ -344,7 +344,7 @@ void slab_take_report(struct heap *h, nf_cache *c, struct slab *s)
 static void *install_current(struct heap *h, nf_cache *c, struct slab *s)
 {
 	s->state = SLAB_CURRENT;
-	h->current[c->index] = s;
+	heap_set_current(h, c, s);
 	slab_collect(s);
 	bool has_free = slab_has_free(c, s);
 	NF_ASSERT(has_free);
@@ -360,7 +360,7 @@ static void *alloc_from_heap(nf_cache *c, struct heap *h)
 	if (s) {
 		/* Remote frees first (memory already touched), then objects never handed out. */
 		if (!s->free && !slab_collect(s) && !slab_carve(c, s) && !slab_park(s)) {
-			h->current[slot] = NULL; /* parked as full */
+			heap_set_current(h, c, NULL); /* parked as full */
 			s = NULL;
 		}
 		if (s)

@@ -86,6 +86,13 @@ struct nf_cache {
 	struct slab_geometry geometry;
 	unsigned index;               /* heap slot, 0 = none */
 	unsigned cflags;
+	/*
+	 * Sizes in 8-byte words, [direct_first, direct_end), that nf_malloc
+	 * serves from this cache through heap.h's malloc_direct: set (before
+	 * the cache is published) for the default domain's classes up to
+	 * MALLOC_DIRECT_MAX, empty for every other cache.
+	 */
+	unsigned direct_first, direct_end;
 
 	pthread_mutex_t lock;         /* protects the lists below */
 	struct slab *shared;

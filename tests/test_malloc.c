@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "heap.h"
+#include "thread.h"
 #include "nofail.h"
 #include "size_class.h"
 #include "slab.h"
@@ -196,6 +198,47 @@ TEST(malloc_every_size_class)
 		CHECK(nf_usable_size(q) > bytes);
 		nf_free(p);
 		nf_free(q);
+	}
+}
+
+/* nf_malloc's one-load path (heap.h): every word's entry is its class cache's current slab, or NULL. */
+static void check_direct_mirrors_current(void)
+{
+	nf_domain *d = nf_domain_default();
+	struct heap *h = nf_self.heap;
+	for (size_t w = 0; w < MALLOC_DIRECT_WORDS; w++) {
+		nf_cache *c = atomic_load(&d->malloc_caches[size_class_of(w ? w * 8 : 1)]);
+		struct slab *current = c && h != &heap_empty ? h->current[c->index] : NULL;
+		if (h->malloc_direct[w] != current)
+			fprintf(stderr, "  %zu words: direct %p, current %p\n", w, (void *)h->malloc_direct[w],
+				(void *)current);
+		CHECK(h->malloc_direct[w] == current);
+	}
+}
+
+static void *direct_thread(void *arg)
+{
+	(void)arg;
+	check_direct_mirrors_current(); /* no heap yet: all NULL */
+	enum { N = 3000 };
+	static void *objs[N];
+	for (size_t i = 0; i < N; i++)
+		objs[i] = nf_malloc(i % 3 ? 64 : i % (MALLOC_DIRECT_MAX + 1));
+	/* Several 64-byte slabs were filled and parked on the way. */
+	check_direct_mirrors_current();
+	for (size_t i = 0; i < N; i++)
+		nf_free(objs[i]);
+	check_direct_mirrors_current();
+	return NULL;
+}
+
+TEST(malloc_direct_path_follows_current_slabs)
+{
+	/* Twice: the second thread may take the heap the first one left, which must be empty. */
+	for (int round = 0; round < 2; round++) {
+		pthread_t t;
+		REQUIRE(pthread_create(&t, NULL, direct_thread, NULL) == 0);
+		pthread_join(t, NULL);
 	}
 }
 
