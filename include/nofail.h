@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -563,6 +564,175 @@ int nf_pcache_mark_dirty(nf_pcache *pc, void *block);
 int nf_pcache_flush(nf_pcache *pc, nf_pcache_owner *owner);
 /* The same for every owner of pc. */
 int nf_pcache_flush_all(nf_pcache *pc);
+
+/* ------------------------------------------------------------------ */
+/* Lock checker: reclaim deadlocks found before they happen            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A thread that holds a lock and allocates may enter reclaim, and reclaim
+ * may need that lock: a deadlock that waits for memory pressure to show
+ * itself. The checker records, for lock classes (named, not instances),
+ * which is held while another is taken, which is held across an
+ * allocation that may reclaim (given its flags and the thread's scope),
+ * and which is taken inside reclaim of which reclaim classes (shrinkers).
+ * The first dependency that closes a cycle is reported, once, with the
+ * whole chain, each link's call stack, the classes and the scope flags;
+ * the deadlock need not have happened, and reclaim need not have run
+ * while the lock was held.
+ *
+ * An allocation is checked when it takes a slow path (new pages, a new
+ * slab: the per-thread fast paths are never slowed) and wherever the code
+ * calls nf_might_alloc, so that a path is checked even in a run where it
+ * found memory at hand. NF_NOWAIT allocations are taken to enter only
+ * non-blocking shrinkers; NF_SCOPE_NORECLAIM(classes) keeps the shrinkers
+ * of those classes out; nothing in the memalloc scope (shrinkers,
+ * writeback) reclaims. A shrinker without classes may be entered by every
+ * reclaim. A trylock never adds the dependency it could not block on.
+ *
+ * Also reported: an allocation without NF_NOWAIT inside an
+ * NF_SHRINKER_NONBLOCKING shrinker (its count or scan) or a reap callback,
+ * and a blocking lock inside a reap callback.
+ *
+ * Modes, from NOFAIL_LOCKDEP=off|warn|abort at start-up or
+ * nf_lockdep_set_mode: off records nothing and costs each annotation one
+ * predictable branch; warn prints reports (stderr unless
+ * nf_lockdep_set_report_fd says otherwise); abort prints, then aborts.
+ * The default is off in release builds and warn in debug builds (NF_DEBUG).
+ * The graph lives in tables allocated once, outside every domain, when
+ * the checker first records something: 4096 classes, 32768 dependencies,
+ * 48 locks held per thread; past those a line says so and the rest is not
+ * checked. Taking two locks of one class at once is not checked.
+ */
+enum nf_lockdep_mode {
+	NF_LOCKDEP_OFF = 0,
+	NF_LOCKDEP_WARN = 1,
+	NF_LOCKDEP_ABORT = 2,
+};
+void nf_lockdep_set_mode(enum nf_lockdep_mode mode);
+enum nf_lockdep_mode nf_lockdep_get_mode(void);
+/* Where reports are written (a file descriptor; 2 by default). */
+void nf_lockdep_set_report_fd(int fd);
+/* Reports printed so far (cycles and non-blocking contexts), in this process. */
+uint64_t nf_lockdep_reports(void);
+/*
+ * Forgets every class and dependency recorded (tests, and programs that
+ * check phases apart). No thread may hold an annotated lock meanwhile.
+ */
+void nf_lockdep_reset(void);
+
+/* The mode now, for the inline annotations below; set it with nf_lockdep_set_mode. */
+extern int nf_lockdep_enabled;
+
+/*
+ * Annotations for any lock: call nf_lockdep_acquire before taking a lock
+ * that may block (trylock false), or after a trylock that succeeded (true),
+ * and nf_lockdep_release when it is let go. `lock` identifies the instance
+ * (its address); class_name names its class: locks that play the same
+ * part share one (every "db" lock, every "inode" lock).
+ */
+void nf_lockdep_acquire_slow(const void *lock, const char *class_name, unsigned *class_cache, bool trylock,
+			     const void *caller);
+void nf_lockdep_release_slow(const void *lock);
+void nf_might_alloc_slow(unsigned flags, const void *caller);
+
+static inline void nf_lockdep_acquire(const void *lock, const char *class_name, bool trylock)
+{
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
+		nf_lockdep_acquire_slow(lock, class_name, NULL, trylock, __builtin_return_address(0));
+}
+static inline void nf_lockdep_release(const void *lock)
+{
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
+		nf_lockdep_release_slow(lock);
+}
+/* This code may allocate with these flags: checked as an allocation would be, whether it allocates or not. */
+static inline void nf_might_alloc(unsigned flags)
+{
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
+		nf_might_alloc_slow(flags, __builtin_return_address(0));
+}
+
+/*
+ * Annotated pthread mutexes and rwlocks: the same calls and results as
+ * pthread's, checked by name. Static initialisation:
+ *   static nf_mutex_t db_lock = NF_MUTEX_INITIALIZER("db");
+ * or nf_mutex_init(&m, "db") (attributes: pthread's defaults). An rwlock's
+ * read and write acquisitions count alike (a read-read cycle is reported:
+ * a queued writer can turn it into a deadlock with writer-preferring locks).
+ */
+typedef struct nf_mutex {
+	pthread_mutex_t mutex;
+	const char *name;
+	unsigned class_id;        /* the checker's, found on first use */
+} nf_mutex_t;
+
+typedef struct nf_rwlock {
+	pthread_rwlock_t rwlock;
+	const char *name;
+	unsigned class_id;
+} nf_rwlock_t;
+
+#define NF_MUTEX_INITIALIZER(class_name) { PTHREAD_MUTEX_INITIALIZER, (class_name), 0 }
+#define NF_RWLOCK_INITIALIZER(class_name) { PTHREAD_RWLOCK_INITIALIZER, (class_name), 0 }
+
+int nf_mutex_init(nf_mutex_t *m, const char *class_name);
+int nf_mutex_destroy(nf_mutex_t *m);
+int nf_rwlock_init(nf_rwlock_t *l, const char *class_name);
+int nf_rwlock_destroy(nf_rwlock_t *l);
+
+static inline int nf_mutex_lock(nf_mutex_t *m)
+{
+	/* Checked before it blocks: a deadlock about to happen is still reported. */
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
+		nf_lockdep_acquire_slow(m, m->name, &m->class_id, false, __builtin_return_address(0));
+	return pthread_mutex_lock(&m->mutex);
+}
+static inline int nf_mutex_trylock(nf_mutex_t *m)
+{
+	int rc = pthread_mutex_trylock(&m->mutex);
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0) && rc == 0)
+		nf_lockdep_acquire_slow(m, m->name, &m->class_id, true, __builtin_return_address(0));
+	return rc;
+}
+static inline int nf_mutex_unlock(nf_mutex_t *m)
+{
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
+		nf_lockdep_release_slow(m);
+	return pthread_mutex_unlock(&m->mutex);
+}
+static inline int nf_rwlock_rdlock(nf_rwlock_t *l)
+{
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
+		nf_lockdep_acquire_slow(l, l->name, &l->class_id, false, __builtin_return_address(0));
+	return pthread_rwlock_rdlock(&l->rwlock);
+}
+static inline int nf_rwlock_wrlock(nf_rwlock_t *l)
+{
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
+		nf_lockdep_acquire_slow(l, l->name, &l->class_id, false, __builtin_return_address(0));
+	return pthread_rwlock_wrlock(&l->rwlock);
+}
+static inline int nf_rwlock_tryrdlock(nf_rwlock_t *l)
+{
+	int rc = pthread_rwlock_tryrdlock(&l->rwlock);
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0) && rc == 0)
+		nf_lockdep_acquire_slow(l, l->name, &l->class_id, true, __builtin_return_address(0));
+	return rc;
+}
+static inline int nf_rwlock_trywrlock(nf_rwlock_t *l)
+{
+	int rc = pthread_rwlock_trywrlock(&l->rwlock);
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0) && rc == 0)
+		nf_lockdep_acquire_slow(l, l->name, &l->class_id, true, __builtin_return_address(0));
+	return rc;
+}
+static inline int nf_rwlock_unlock(nf_rwlock_t *l)
+{
+	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
+		nf_lockdep_release_slow(l);
+	return pthread_rwlock_unlock(&l->rwlock);
+}
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                          */

@@ -25,6 +25,7 @@
 #include "task.h"
 #include "clock.h"
 #include "domain.h"
+#include "lockdep.h"
 #include "thread.h"
 #include "trim.h"
 
@@ -199,6 +200,7 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 {
 	unsigned internal = flags & PAGES_TRY;
 	flags &= ~PAGES_TRY;
+	lockdep_check_alloc(flags, caller); /* the lock checker: one branch when it is off */
 	if (!domain_valid(d, "nf_pages_alloc")) {
 		errno = EINVAL;
 		return NULL;

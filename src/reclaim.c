@@ -12,10 +12,14 @@
  *
  * Shrinkers run in the memalloc scope: their own allocations may dip into
  * the emergency reserve and never reclaim, so reclaim never recurses.
+ * Around each one the lock checker marks "inside reclaim of its classes"
+ * (and, for a non-blocking shrinker, the non-blocking context): the locks
+ * it takes there are what an allocation holding them could wait for.
  */
 #include <errno.h>
 
 #include "domain.h"
+#include "lockdep.h"
 #include "reclaim.h"
 #include "shrinker.h"
 #include "thread.h"
@@ -80,7 +84,11 @@ static size_t shrink_all(nf_domain *d, int priority, uint32_t excluded_classes, 
 		if (nonblocking && !(s->ops.flags & NF_SHRINKER_NONBLOCKING))
 			continue;
 		shrinker_set_current(s);
+		/* For the lock checker: what the shrinker takes, it takes inside reclaim of its classes. */
+		lockdep_saved ld = lockdep_reclaim_enter(s->ops.classes, nonblocking,
+							 s->ops.flags & NF_SHRINKER_NONBLOCKING, s->name);
 		freed += shrink_one(r, s, priority, scan_flags);
+		lockdep_reclaim_leave(ld);
 		shrinker_set_current(NULL);
 	}
 	return freed;
@@ -109,6 +117,8 @@ static size_t reclaim_pass(nf_domain *d, size_t pages, bool nonblocking, size_t 
 
 bool reclaim_direct(nf_domain *d, size_t pages, bool nonblocking)
 {
+	/* nf_reserve reclaims here without an allocation's slow path: the checker sees it all the same. */
+	lockdep_check_alloc(nonblocking ? NF_NOWAIT : 0, __builtin_return_address(0));
 	/* Inside reclaim (or any memalloc scope) nothing reclaims again. */
 	if ((nf_self.scope & NF_SCOPE_MEMALLOC) || !reclaim_possible(&d->reclaim))
 		return false;
@@ -135,6 +145,7 @@ size_t nf_domain_reclaim(nf_domain *d, size_t pages)
 		nf_log("nf_domain_reclaim: called inside reclaim or a memalloc scope; nothing done");
 		return 0;
 	}
+	lockdep_check_alloc(0, __builtin_return_address(0));
 	if (!reclaim_possible(&d->reclaim))
 		return 0;
 	atomic_fetch_add_explicit(&d->reclaim.direct_runs, 1, memory_order_relaxed);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "lockdep.h"
 #include "nofail.h"
 
 #define MAX_CLASSES 32
@@ -41,4 +42,16 @@ unsigned nf_reclaim_class(const char *name)
 		errno = ENOSPC;
 	}
 	return bit;
+}
+
+const char *reclaim_class_name(unsigned bit)
+{
+	if (!bit || (bit & (bit - 1)))
+		return NULL;
+	unsigned index = (unsigned)__builtin_ctz(bit);
+	pthread_mutex_lock(&classes_lock);
+	/* Names are written once, before their bit is handed out, and never change. */
+	const char *name = index < class_count ? class_names[index] : NULL;
+	pthread_mutex_unlock(&classes_lock);
+	return name;
 }

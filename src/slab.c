@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "heap.h"
+#include "lockdep.h"
 #include "cache_fast.h"
 #include "thread.h"
 
@@ -480,6 +481,7 @@ static void *alloc_new_slab(nf_cache *c, struct heap *h, unsigned flags)
 
 void *cache_alloc_slow(nf_cache *c, unsigned flags)
 {
+	lockdep_check_alloc(flags, __builtin_return_address(0)); /* the lock checker: one branch when off */
 	if (!cache_valid(c, "nf_cache_alloc")) {
 		errno = EINVAL;
 		return NULL;
