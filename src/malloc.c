@@ -195,8 +195,8 @@ void nf_free(void *p)
 	nf_domain *d = atomic_load_explicit(&malloc_domain, memory_order_acquire);
 	size_t offset = (size_t)((char *)p - (char *)d);
 	if (likely(d != NULL && offset < d->budget_bytes)) {
-		struct slab *s = d->pages[offset >> NF_PAGE_SHIFT].owner;
-		if (likely(s != NULL)) {
+		struct slab *s = slab_from_table(d, offset, p);
+		if (likely(s != NULL) || (s = d->pages[offset >> NF_PAGE_SHIFT].owner) != NULL) {
 			cache_free_inline(s->cache, s, p);
 			return;
 		}

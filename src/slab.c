@@ -194,6 +194,17 @@ static void slab_carve_all(const nf_cache *c, struct slab *s)
 		;
 }
 
+/*
+ * Nothing finds s from an object's address any more: not the descriptors,
+ * and not slab_from_table, which trusts a table entry only while its
+ * `start` is the granule's address. Before the pages go anywhere else.
+ */
+static void slab_unmap(nf_cache *c, struct slab *s)
+{
+	set_page_owners(c, s->start, s->order, NULL);
+	s->start = NULL;
+}
+
 static struct slab *slab_init(nf_cache *c, char *start, unsigned order, bool from_reserve)
 {
 	struct slab *s = slab_header_place(c->domain, start, order);
@@ -228,8 +239,9 @@ static void slab_free_pages_locked(nf_cache *c, struct slab *s)
 	if (s->all_next)
 		s->all_next->all_prev = s->all_prev;
 	c->slabs--;
-	set_page_owners(c, s->start, s->order, NULL);
-	nf_pages_free(c->domain, s->start, s->order);
+	char *start = s->start;
+	slab_unmap(c, s);
+	nf_pages_free(c->domain, start, s->order);
 }
 
 /* Every object of s is free, it is on no list and has no owner: keep it as the empty one or free it; c->lock held. */
@@ -823,7 +835,7 @@ void nf_cache_destroy(nf_cache *c)
 			/* Objects still out keep their slab: freeing it would hand their memory to others. */
 			live += in_use;
 			leaked_slabs++;
-			set_page_owners(c, s->start, s->order, NULL);
+			slab_unmap(c, s);
 		} else {
 			slab_free_pages_locked(c, s);
 		}

@@ -104,6 +104,29 @@ struct nf_cache {
 	nf_cache *next_in_domain, *prev_in_domain;
 };
 
+/*
+ * The slab of the object at p (offset bytes into d's region) if its header
+ * is the table entry computed from p alone (slab_geometry.h): a slab of
+ * 2^SLAB_MIN_ORDER pages, or the first 2^SLAB_MIN_ORDER pages of a larger
+ * one, in a domain with a table. NULL otherwise (the caller then asks the
+ * descriptor), found by the entry's start not being p's granule: entries
+ * are only ever slab headers, zero until used, and slab_unmap clears
+ * start when a slab goes. So a free in random order waits for one cache
+ * miss, the header's, as mimalloc's does for its page, not for the
+ * descriptor's and then the header's. For any p of a live object the
+ * entry is not being written: a slab that could start at p's granule
+ * would overlap p's.
+ */
+static inline struct slab *slab_from_table(const nf_domain *d, size_t offset, const void *p)
+{
+	if (!d->slab_table)
+		return NULL;
+	struct slab *s = (struct slab *)(d->slab_table +
+					 (offset >> (NF_PAGE_SHIFT + SLAB_MIN_ORDER)) * SLAB_HEADER_BYTES);
+	uintptr_t granule = (uintptr_t)p & ~(((uintptr_t)NF_PAGE_SIZE << SLAB_MIN_ORDER) - 1);
+	return (uintptr_t)s->start == granule ? s : NULL;
+}
+
 /* Every page of a slab names it in its descriptor; obj must be inside c's domain. */
 static inline struct slab *slab_of(const nf_cache *c, const void *obj)
 {

@@ -340,6 +340,48 @@ TEST(slab_headers_sit_in_the_domain_table)
 }
 
 /*
+ * nf_free finds a slab from the object's address alone through the table
+ * (slab_from_table) when the object lies in the slab's first
+ * 2^SLAB_MIN_ORDER pages, and asks the descriptor otherwise; an entry
+ * stops answering when its slab goes.
+ */
+TEST(slab_found_from_the_address_alone)
+{
+	nf_domain *d = new_domain(64 << 20, "lookup");
+	nf_cache *small = nf_cache_create(d, "small", 64, 0, 0);
+	nf_cache *big = nf_cache_create(d, "big", 8192, 0, 0);
+	REQUIRE(d != NULL && small != NULL && big != NULL);
+	REQUIRE(big->geometry.order > SLAB_MIN_ORDER);
+	char *p = nf_cache_alloc(small, 0);
+	REQUIRE(p != NULL);
+	CHECK(slab_from_table(d, (size_t)(p - d->base), p) == slab_of(small, p));
+	size_t n = big->geometry.capacity;
+	char **objs = malloc(n * sizeof *objs);
+	REQUIRE(objs != NULL);
+	size_t found = 0;
+	for (size_t i = 0; i < n; i++) {
+		objs[i] = nf_cache_alloc(big, 0);
+		REQUIRE(objs[i] != NULL);
+		struct slab *s = slab_of(big, objs[i]);
+		struct slab *t = slab_from_table(d, (size_t)(objs[i] - d->base), objs[i]);
+		bool first_granule = objs[i] < s->start + ((size_t)NF_PAGE_SIZE << SLAB_MIN_ORDER);
+		CHECK(t == (first_granule ? s : NULL));
+		found += t != NULL;
+	}
+	CHECK(found > 0 && found < n);
+	for (size_t i = 0; i < n; i++)
+		nf_cache_free(big, objs[i]);
+	nf_cache_free(small, p);
+	/* Slabs gone with their caches: their entries no longer answer. */
+	nf_cache_destroy(small);
+	nf_cache_destroy(big);
+	CHECK(slab_from_table(d, (size_t)(p - d->base), p) == NULL);
+	CHECK(slab_from_table(d, (size_t)(objs[0] - d->base), objs[0]) == NULL);
+	free(objs);
+	nf_domain_destroy(d);
+}
+
+/*
  * Objects are carved lazily, CARVE_OBJECTS at a time (slab.c): a new slab
  * writes only the links of the objects about to be handed out, so the
  * allocations that follow find them in L1, and the pages of a slab that is
