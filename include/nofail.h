@@ -631,15 +631,14 @@ extern int nf_lockdep_enabled;
  * (its address); class_name names its class: locks that play the same
  * part share one (every "db" lock, every "inode" lock).
  */
-void nf_lockdep_acquire_slow(const void *lock, const char *class_name, unsigned *class_cache, bool trylock,
-			     const void *caller);
+void nf_lockdep_acquire_slow(const void *lock, const char *class_name, unsigned *class_cache, bool trylock);
 void nf_lockdep_release_slow(const void *lock);
-void nf_might_alloc_slow(unsigned flags, const void *caller);
+void nf_might_alloc_slow(unsigned flags);
 
 static inline void nf_lockdep_acquire(const void *lock, const char *class_name, bool trylock)
 {
 	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
-		nf_lockdep_acquire_slow(lock, class_name, NULL, trylock, __builtin_return_address(0));
+		nf_lockdep_acquire_slow(lock, class_name, NULL, trylock);
 }
 static inline void nf_lockdep_release(const void *lock)
 {
@@ -650,7 +649,7 @@ static inline void nf_lockdep_release(const void *lock)
 static inline void nf_might_alloc(unsigned flags)
 {
 	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
-		nf_might_alloc_slow(flags, __builtin_return_address(0));
+		nf_might_alloc_slow(flags);
 }
 
 /*
@@ -685,14 +684,14 @@ static inline int nf_mutex_lock(nf_mutex_t *m)
 {
 	/* Checked before it blocks: a deadlock about to happen is still reported. */
 	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
-		nf_lockdep_acquire_slow(m, m->name, &m->class_id, false, __builtin_return_address(0));
+		nf_lockdep_acquire_slow(m, m->name, &m->class_id, false);
 	return pthread_mutex_lock(&m->mutex);
 }
 static inline int nf_mutex_trylock(nf_mutex_t *m)
 {
 	int rc = pthread_mutex_trylock(&m->mutex);
 	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0) && rc == 0)
-		nf_lockdep_acquire_slow(m, m->name, &m->class_id, true, __builtin_return_address(0));
+		nf_lockdep_acquire_slow(m, m->name, &m->class_id, true);
 	return rc;
 }
 static inline int nf_mutex_unlock(nf_mutex_t *m)
@@ -704,27 +703,27 @@ static inline int nf_mutex_unlock(nf_mutex_t *m)
 static inline int nf_rwlock_rdlock(nf_rwlock_t *l)
 {
 	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
-		nf_lockdep_acquire_slow(l, l->name, &l->class_id, false, __builtin_return_address(0));
+		nf_lockdep_acquire_slow(l, l->name, &l->class_id, false);
 	return pthread_rwlock_rdlock(&l->rwlock);
 }
 static inline int nf_rwlock_wrlock(nf_rwlock_t *l)
 {
 	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0))
-		nf_lockdep_acquire_slow(l, l->name, &l->class_id, false, __builtin_return_address(0));
+		nf_lockdep_acquire_slow(l, l->name, &l->class_id, false);
 	return pthread_rwlock_wrlock(&l->rwlock);
 }
 static inline int nf_rwlock_tryrdlock(nf_rwlock_t *l)
 {
 	int rc = pthread_rwlock_tryrdlock(&l->rwlock);
 	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0) && rc == 0)
-		nf_lockdep_acquire_slow(l, l->name, &l->class_id, true, __builtin_return_address(0));
+		nf_lockdep_acquire_slow(l, l->name, &l->class_id, true);
 	return rc;
 }
 static inline int nf_rwlock_trywrlock(nf_rwlock_t *l)
 {
 	int rc = pthread_rwlock_trywrlock(&l->rwlock);
 	if (__builtin_expect(__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED), 0) && rc == 0)
-		nf_lockdep_acquire_slow(l, l->name, &l->class_id, true, __builtin_return_address(0));
+		nf_lockdep_acquire_slow(l, l->name, &l->class_id, true);
 	return rc;
 }
 static inline int nf_rwlock_unlock(nf_rwlock_t *l)

@@ -166,9 +166,14 @@ static uint32_t class_of(const char *name, unsigned *cache)
 	return cls;
 }
 
-void nf_lockdep_acquire_slow(const void *lock, const char *class_name, unsigned *class_cache, bool trylock,
-			     const void *caller)
+/*
+ * Not inlined, so that its return address is the annotation's own place
+ * in the caller (the wrappers in nofail.h are inline).
+ */
+__attribute__((noinline)) void nf_lockdep_acquire_slow(const void *lock, const char *class_name,
+							unsigned *class_cache, bool trylock)
 {
+	const void *caller = __builtin_return_address(0);
 	if (!__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED) || !lock)
 		return;
 	struct ld_thread *t = self_synced();
@@ -217,8 +222,9 @@ void lockdep_alloc_slow(unsigned flags, const void *caller)
 	check_alloc(flags, caller);
 }
 
-void nf_might_alloc_slow(unsigned flags, const void *caller)
+__attribute__((noinline)) void nf_might_alloc_slow(unsigned flags)
 {
+	const void *caller = __builtin_return_address(0);
 	if (!__atomic_load_n(&nf_lockdep_enabled, __ATOMIC_RELAXED))
 		return;
 	if (flags & ~NF_FLAGS_ALL) {

@@ -213,23 +213,41 @@ void ld_report_cycle(const uint32_t *edges, unsigned n)
 	flush(&o);
 }
 
+/*
+ * Once per context and mistake (a shrinker's or callback's name, and
+ * whether it allocated or locked): one allocation passes several checked
+ * slow paths, and a shrinker that errs once errs at every scan.
+ */
+struct seen_site {
+	char name[LD_NOTE];
+	enum lockdep_nonblock kind;
+	bool is_alloc;
+};
+
 static pthread_mutex_t sites_lock = PTHREAD_MUTEX_INITIALIZER;
-static const void *sites_seen[SITES_MAX];
+static struct seen_site sites_seen[SITES_MAX];
 static unsigned nsites;
 
 void ld_report_nonblock(enum lockdep_nonblock kind, const char *ctx_name, bool is_alloc, unsigned alloc_flags,
 			const char *lock_name, const void *caller)
 {
 	static char buf[4096]; /* sites_lock serialises these */
+	(void)caller;
+	if (!ctx_name)
+		ctx_name = "?";
 	pthread_mutex_lock(&sites_lock);
-	/* Once per call site: the same mistake in a loop is one report. */
 	for (unsigned i = 0; i < nsites; i++)
-		if (sites_seen[i] == caller) {
+		if (sites_seen[i].kind == kind && sites_seen[i].is_alloc == is_alloc &&
+		    strncmp(sites_seen[i].name, ctx_name, LD_NOTE - 1) == 0) {
 			pthread_mutex_unlock(&sites_lock);
 			return;
 		}
-	if (nsites < SITES_MAX)
-		sites_seen[nsites++] = caller;
+	if (nsites < SITES_MAX) {
+		snprintf(sites_seen[nsites].name, LD_NOTE, "%s", ctx_name);
+		sites_seen[nsites].kind = kind;
+		sites_seen[nsites].is_alloc = is_alloc;
+		nsites++;
+	}
 	struct out o = { buf, 0, sizeof buf };
 	const char *where = kind == LOCKDEP_NB_REAP ? "reap callback" : "non-blocking shrinker";
 	if (is_alloc) {
