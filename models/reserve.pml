@@ -10,7 +10,7 @@
  * dropped the lock) any other process may run.
  *
  * Preprocessor switches (spin -DNAME -a reserve.pml):
- *   CYCLIC          tasks (and the ordinary allocator) loop forever instead
+ *   CYCLIC          tasks (and the page cache) loop forever instead
  *                   of finishing; used for the liveness checks.
  *   NO_LTL          with CYCLIC: leave out the LTL claim, for the safety
  *                   run (pan checks end states only without a claim) and
@@ -44,6 +44,8 @@
  * underflow shows as a negative number instead of wrapping to 255. */
 short F = F0;           /* d->free_pages */
 short R = 0;            /* d->reserved_pages: tokens outstanding */
+short C = 0;            /* d->clean_pages: clean, unreferenced page-cache pages (droppable at once) */
+byte cheld = 0;         /* pages the page cache holds that are not clean (being read in, pinned) */
 
 /* The FIFO of waiters (d's waiter list): task ids, head at q[0].  Each task
  * has at most one waiter at a time, so a waiter is named by its task id,
@@ -66,23 +68,26 @@ bool signalled[NT];
  * it holds (allocated, not yet freed). */
 byte tok[NT];
 byte held[NT];
-byte oheld = 0;         /* pages held by the ordinary allocator */
 
 /* Observation only, for the LTL property: task i is inside nf_reserve and
  * its request has not been granted yet. */
 bool waiting[NT];
 /* Observation only: task i is inside nf_unreserve, between lowering R and
- * looking at the queue. */
+ * looking at the queue; cadding: the same for the page cache raising C. */
 bool returning[NT];
+bool cadding;
 
 /* Scratch for reserve_grant_waiters; hidden (not part of the state) and
  * always used inside one atomic block. */
 hidden byte gw;
 hidden byte gj;
 
-/* reserve_fits(n): the cap allows n more tokens and the free pages above
- * the min watermark, less those already promised, cover n. */
-#define FITS(n) (R + (n) <= CAP && F - MIN_PAGES - R >= (n))
+/* reserve_fits(n): the cap allows n more tokens and the free and clean
+ * pages above the min watermark, less those already promised, cover n. */
+#define FITS(n) (R + (n) <= CAP && F + C - MIN_PAGES - R >= (n))
+
+/* reserve_uncovered(): tokens no clean page covers; free pages must. */
+#define UNCOVERED (R > C -> R - C : 0)
 
 /* Sums over the tasks (NT of them). */
 #define TOKENS (tok[0] + tok[1] + tok[2] + tok[3])
@@ -93,8 +98,8 @@ hidden byte gj;
  * The rest is bookkeeping: the cap holds, nothing went negative, the tokens
  * outstanding are exactly the tokens the tasks were given, and no page was
  * lost or made up. */
-#define INVARIANT (F - MIN_PAGES >= R && R <= CAP && R >= 0 && F >= 0 && \
-                   R == TOKENS && F + HELD + oheld == F0)
+#define INVARIANT (F + C - MIN_PAGES >= R && R <= CAP && R >= 0 && F >= 0 && C >= 0 && \
+                   R == TOKENS && F + C + HELD + cheld == F0)
 
 /* No waiter is left behind.  Every step that adds room (a page freed,
  * tokens returned) calls reserve_grant_waiters before it unlocks, so
@@ -110,7 +115,7 @@ hidden byte gj;
  * checked.  This is the state-based form of "no lost wake-up".
  * NO_HEAD_CHECK leaves it out, so that the broken variants show that the
  * deadlock and liveness checks catch them on their own. */
-#define RETURNING (returning[0] || returning[1] || returning[2] || returning[3])
+#define RETURNING (returning[0] || returning[1] || returning[2] || returning[3] || cadding)
 #if defined(NO_HEAD_CHECK)
 #define HEAD_OK 1
 #elif defined(SPEND_GRANTS)
@@ -215,23 +220,49 @@ inline nf_reserve(i, n) {
 }
 
 /* take_with_tokens (src/page_alloc.c): an allocation by a task that holds
- * tokens takes a free page and spends one token.  F - MIN_PAGES - R does
- * not change, so spending never blocks and never takes a page promised to
- * someone else; it does lower R, which can let a waiter held back by the
- * cap fit (see HEAD_OK).  The task must have a token: the assertion checks
- * that the grant deposited all n and that nobody else took them. */
+ * tokens takes a free page and spends one token; when no free page stands
+ * above min it first drops clean pages through the page cache's callback,
+ * with d->lock released around the call (the drop itself is under the lock:
+ * C down, F up, pages_free_clean), and tries again.  Below min it takes a
+ * free page only when no clean page is left, which I2 then makes possible
+ * (the assertion).  F + C - MIN_PAGES - R does not change, so spending never
+ * blocks and never takes a page promised to someone else; it does lower R,
+ * which can let a waiter held back by the cap fit (see HEAD_OK).  The task
+ * must have a token: the assertion checks that the grant deposited all n
+ * and that nobody else took them. */
 inline take_with_tokens(i) {
-	atomic {
-		assert(tok[i] > 0);
-		F--;
-		R--;
-		tok[i]--;
-		held[i]++
+	assert(tok[i] > 0);
+	do
+	:: tt -> break
+	:: else ->
+		atomic {
+			if
+			:: F - 1 >= MIN_PAGES || C == 0 ->
+				assert(F > 0);
+				F--;
+				R--;
+				tok[i]--;
+				held[i]++;
+				tt = 1
 #ifdef SPEND_GRANTS
-		;
-		reserve_grant_waiters()
+				;
+				reserve_grant_waiters()
 #endif
-	}
+			:: else -> skip
+			fi
+		};
+		if
+		:: !tt ->
+			atomic {        /* d->drop_clean: one clean page leaves the cache */
+				if
+				:: C > 0 -> C--; F++; reserve_grant_waiters()
+				:: else -> skip
+				fi
+			}
+		:: else -> skip
+		fi
+	od;
+	tt = 0
 }
 
 /* nf_pages_free -> pages_free_slow (src/page_alloc.c): give a page back and
@@ -284,6 +315,7 @@ inline nf_unreserve(i) {
  * by one, unreserve.  Terminating variant: once; CYCLIC: forever. */
 proctype task(byte i; byte n) {
 	bool g = 0;
+	bool tt = 0;
 	byte s = 0;
 #ifdef CYCLIC
 	do
@@ -308,18 +340,34 @@ progress:
 #endif
 }
 
-/* An ordinary allocation (no tokens, no NF_MEMALLOC): takes a page only
- * when the free pages above the min watermark still cover every token
- * after it, and otherwise waits (src/page_wait.c; here a blocking guard).
- * Freeing the page goes through pages_free_slow, which grants waiters.
- * This shows ordinary allocations never take promised pages. */
-proctype ordinary() {
+/* The page cache (src/pcache*.c) with one block.  Read in (an ordinary
+ * allocation) and put clean in one step: F + C does not change, so no
+ * waiter can care.  Then perhaps hit again (pages_pin_clean: under the
+ * lock, allowed only while F + C - 1 still covers min and the tokens) and
+ * put clean once more: C rises without d->lock, F + C with it, and then
+ * the queue is looked at (reserve_clean_added, the same pairing as the
+ * unlocked unreserve).  At last dropped by reclaim (pages_free_clean: C
+ * down, F up, under the lock), unless a task spending a token dropped it
+ * first (C was 0 when it looked). */
+proctype cache() {
 #ifdef CYCLIC
 	do
 	::
 #endif
-	atomic { F - 1 >= MIN_PAGES + R -> F--; oheld++ };
-	atomic { F++; oheld--; reserve_grant_waiters() }
+	atomic { F - 1 >= MIN_PAGES + UNCOVERED -> F--; C++ };
+	if
+	:: atomic { C > 0 && F + C - 1 >= MIN_PAGES + R -> C--; cheld++ };
+	   d_step { cheld--; C++; cadding = 1 };
+	   if
+	   :: qlen > 0 -> atomic { reserve_grant_waiters(); cadding = 0 }
+	   :: else -> cadding = 0
+	   fi
+	:: skip
+	fi;
+	if
+	:: atomic { C > 0 -> C--; F++; reserve_grant_waiters() }
+	:: atomic { C == 0 -> skip }
+	fi
 #ifdef CYCLIC
 	od
 #endif
@@ -340,7 +388,7 @@ init {
 		run task(1, 3);
 		run task(2, 2);
 		run task(3, 1);
-		run ordinary()
+		run cache()
 	}
 }
 

@@ -28,7 +28,7 @@ pan_run() {
 	mkdir -p "$dir"
 	cp "$model" "$dir/reserve.pml"
 	# Written down so that a run can be repeated and a trail replayed by hand.
-	printf 'spin %s -a reserve.pml\ngcc -O2 -DNFAIR=3 %s -o pan pan.c\n./pan %s\n# replay a trail: spin %s -t -p -g reserve.pml\n' \
+	printf 'spin %s -a reserve.pml\ngcc -O2 -DNFAIR=3 -DCOLLAPSE %s -o pan pan.c\n./pan %s\n# replay a trail: spin %s -t -p -g reserve.pml\n' \
 		"$spin_defs" "$cc_defs" "$pan_args" "$spin_defs" > "$dir/commands"
 	# The flag lists are meant to split into words.
 	# shellcheck disable=SC2086
@@ -36,7 +36,7 @@ pan_run() {
 		result="spin could not read the model (see $dir/spin.log)"
 	# pan.c draws warnings from gcc; they are spin's business, so they go
 	# to cc.log.
-	elif ! (cd "$dir" && gcc -O2 -DNFAIR=3 $cc_defs -o pan pan.c) > "$dir/cc.log" 2>&1; then
+	elif ! (cd "$dir" && gcc -O2 -DNFAIR=3 -DCOLLAPSE $cc_defs -o pan pan.c) > "$dir/cc.log" 2>&1; then
 		result="pan.c did not compile (see $dir/cc.log)"
 	else
 		# pan's exit status says nothing useful; its report does.
@@ -60,9 +60,9 @@ pan_run() {
 	printf '%s\n' "$result" > "$dir/result"
 }
 
-# Large enough for the cyclic variants (depth about 280,000) and a hash
-# table of 4M slots for under a million states.
-pan_opts="-m1000000 -w22"
+# Large enough for the cyclic variants (depth about 3.7 million with the page cache) and a hash
+# table of 16M slots for the 6 to 7 million states they store.
+pan_opts="-m10000000 -w24"
 
 # The checks, one per line: NAME|SPIN_DEFS|CC_DEFS|PAN_ARGS|EXPECT|LABEL.
 # EXPECT is "ok" where the property must hold, and otherwise the kind of

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "pcache.h"
+#include "reserve.h"
 
 /* The caches of every domain (d->pcaches): taken before any pc->lock. */
 static pthread_mutex_t domains_pcaches_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -85,7 +86,7 @@ void pcache_now_droppable(struct nf_pcache *pc, struct pcache_block *b)
 		return;
 	pcache_add_droppable(pc, 1);
 	/* Only after the block is droppable in the cache: d->clean_pages never counts a page it cannot drop. */
-	atomic_fetch_add_explicit(&pc->d->clean_pages, 1, memory_order_relaxed);
+	reserve_clean_added(pc->d, 1);
 }
 
 void pcache_take_droppable(struct nf_pcache *pc, struct pcache_block *b)

@@ -34,6 +34,23 @@ static bool fits(const nf_domain *d, size_t pages)
 	       d->free_pages + reserve_clean(d) >= d->min_pages + d->reserved_pages + pages;
 }
 
+/*
+ * A page became clean and droppable: it backs tokens now, so a queued
+ * request may fit. Raised without the lock, like an unreserve lowering the
+ * count, and for the same reason followed by a look at the queue: either
+ * this sees the waiter or the waiter's fits() sees the page (both atomic,
+ * sequentially consistent; models/reserve.pml, the cache process).
+ */
+void reserve_clean_added(nf_domain *d, size_t pages)
+{
+	atomic_fetch_add(&d->clean_pages, pages);
+	if (unlikely(atomic_load(&d->reserve_head) != NULL)) {
+		pthread_mutex_lock(&d->lock);
+		reserve_grant_waiters(d);
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
 void reserve_check(const nf_domain *d)
 {
 	/* Promised pages are free or clean: even inside the emergency reserve, nobody takes those (I1). */

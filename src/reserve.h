@@ -42,13 +42,17 @@ struct reserve_waiter {
 /* Hands tokens to queued requests in order, stopping at the first that does not fit; d->lock held. */
 NF_HIDDEN void reserve_grant_waiters(nf_domain *d);
 
+/* The page cache made `pages` pages clean and droppable; serves queued requests they let fit. No lock held. */
+NF_HIDDEN void reserve_clean_added(nf_domain *d, size_t pages);
+
 /* Debug builds: dies if free and clean pages do not cover the tokens (I1); d->lock held. */
 NF_HIDDEN void reserve_check(const nf_domain *d);
 
 /* Clean droppable page-cache pages now (may rise under the caller's feet, never fall outside d->lock). */
 static inline size_t reserve_clean(const nf_domain *d)
 {
-	return atomic_load_explicit(&d->clean_pages, memory_order_relaxed);
+	/* Sequentially consistent: fits() pairs with reserve_clean_added's look at the queue. */
+	return atomic_load(&d->clean_pages);
 }
 
 /* Tokens that no clean page covers: free pages must cover them (U above). */
