@@ -215,7 +215,8 @@ static uint32_t edge_insert_locked(struct tables *t, uint32_t from, uint32_t to,
 		if (site->note)
 			snprintf(e->note, sizeof e->note, "%s", site->note);
 		e->nframes = (uint8_t)nframes;
-		memcpy(e->frames, frames, nframes * sizeof *frames);
+		if (nframes)
+			memcpy(e->frames, frames, nframes * sizeof *frames);
 		e->next_out = t->classes[from].first_out;
 		t->classes[from].first_out = id;
 		t->edge_hash[slot] = id;
