@@ -11,12 +11,14 @@ extern const struct scenario scenario_waiters;
 extern const struct scenario scenario_storm;
 extern const struct scenario scenario_mempool;
 extern const struct scenario scenario_lockdep;
+extern const struct scenario scenario_netswap;
 
 const struct scenario *const scenario_table[] = {
 	&scenario_waiters,
 	&scenario_storm,
 	&scenario_mempool,
 	&scenario_lockdep,
+	&scenario_netswap,
 };
 
 const size_t scenario_count = sizeof scenario_table / sizeof scenario_table[0];

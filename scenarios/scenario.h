@@ -18,6 +18,7 @@
 struct scenario_options {
 	const char *plot_dir;  /* write timelines here (created if missing); NULL: no plots */
 	bool quick;            /* a smaller run, for tests: same claims, less time */
+	bool no_reserves;      /* only the runs without emergency reserves, where a scenario has them */
 };
 
 struct scenario {

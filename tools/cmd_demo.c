@@ -64,6 +64,8 @@ int cmd_demo(int argc, char **argv)
 			rc = 0;
 		} else if (!strcmp(arg, "--quick")) {
 			opts.quick = true;
+		} else if (!strcmp(arg, "--no-reserves")) {
+			opts.no_reserves = true;
 		} else if (!strcmp(arg, "--plot")) {
 			if (i + 1 >= argc)
 				rc = usage_error("--plot needs a directory");
