@@ -134,7 +134,7 @@ bool nbd_server_start(struct nbd_server *s, unsigned size_mib, const char *expor
 		int status = pclose(p);
 		line[strcspn(line, "\n")] = '\0';
 		if (status == 0 && line[0] && strlen(line) < sizeof s->port) {
-			snprintf(s->port, sizeof s->port, "%s", line);
+			memcpy(s->port, line, strlen(line) + 1); /* fits: checked just above */
 			s->running = true;
 			return true;
 		}
