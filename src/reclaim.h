@@ -67,6 +67,13 @@ static inline bool reclaim_possible(struct domain_reclaim *r)
  */
 NF_HIDDEN void reclaim_note_level(nf_domain *d);
 
+/*
+ * Pages became droppable (clean page-cache pages): under pressure, wakes
+ * the background thread, even out of its pause after a futile pass. No
+ * domain lock held.
+ */
+NF_HIDDEN void reclaim_pages_droppable(nf_domain *d);
+
 /* Starts the background thread if it is not running; r->lock held. */
 NF_HIDDEN void reclaimd_start_locked(nf_domain *d);
 

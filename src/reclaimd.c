@@ -55,6 +55,14 @@ static void wake(struct domain_reclaim *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
+void reclaim_pages_droppable(nf_domain *d)
+{
+	struct domain_reclaim *r = &d->reclaim;
+	/* Under pressure the thread may be pausing after a pass that found only dirty pages: now there is work. */
+	if (atomic_load_explicit(&r->level, memory_order_relaxed) != NF_PRESSURE_NONE && reclaim_possible(r))
+		wake(r);
+}
+
 void reclaim_note_level(nf_domain *d)
 {
 	struct domain_reclaim *r = &d->reclaim;

@@ -49,6 +49,8 @@ void reserve_clean_added(nf_domain *d, size_t pages)
 		reserve_grant_waiters(d);
 		pthread_mutex_unlock(&d->lock);
 	}
+	/* Allocations waiting for free pages need the page dropped: that is reclaim's work. */
+	reclaim_pages_droppable(d);
 }
 
 void reserve_check(const nf_domain *d)
