@@ -495,6 +495,13 @@ typedef struct nf_pcache_config {
 	unsigned dirty_ratio;             /* % that writers never pass; 0 = 20; above the background ratio */
 	unsigned writeback_threads;       /* 0 = 1; at most 64 */
 	unsigned dirty_expire_ms;         /* dirty blocks older than this are written anyway; 0 = 5000 */
+	/*
+	 * nf_reclaim_class bits of this cache's reclaim and writeback (0: none).
+	 * A thread in NF_SCOPE_NORECLAIM of one of them never enters the cache's
+	 * shrinker and is never throttled waiting for its writeback; the lock
+	 * checker treats writeback as reclaim of these classes.
+	 */
+	unsigned classes;
 } nf_pcache_config;
 
 typedef struct nf_pcache_owner_ops {

@@ -22,6 +22,7 @@
 
 #include "pcache.h"
 #include "clock.h"
+#include "lockdep.h"
 #include "thread.h"
 
 #define DEFAULT_BACKGROUND_RATIO 10u
@@ -224,6 +225,7 @@ nf_pcache *nf_pcache_create(nf_domain *d, const nf_pcache_config *cfg)
 	if (pc->limit_pages <= pc->background_pages)
 		pc->limit_pages = pc->background_pages + 1;
 	pc->expire_ns = (uint64_t)c.dirty_expire_ms * 1000000u;
+	pc->classes = c.classes;
 	pc->magic = PCACHE_MAGIC;
 	int error = pcache_writeback_start(pc, c.writeback_threads);
 	if (!error)
@@ -570,8 +572,10 @@ int nf_pcache_put(nf_pcache *pc, void *block)
 	if (b->refs == 0)
 		pcache_now_droppable(pc, b);
 	/* A writer done with a dirty block waits here while the cache is over its limit. */
-	if (b->flags & PB_DIRTY)
+	if (b->flags & PB_DIRTY) {
+		lockdep_check_alloc(0, __builtin_return_address(0)); /* may wait for writeback */
 		pcache_throttle(pc, 0);
+	}
 	pthread_mutex_unlock(&pc->lock);
 	return 0;
 }
@@ -592,8 +596,10 @@ int nf_pcache_mark_dirty(nf_pcache *pc, void *block)
 	}
 	if (!(b->flags & PB_DIRTY)) {
 		/* One more unclean page: wait for room first, so the limit is never passed. */
-		if (!(b->flags & PB_UNCLEAN))
+		if (!(b->flags & PB_UNCLEAN)) {
+			lockdep_check_alloc(0, __builtin_return_address(0)); /* may wait for writeback */
 			pcache_throttle(pc, 1);
+		}
 		/* Held by us, so still here; someone else may have marked it while we slept. */
 		if (!(b->flags & PB_DIRTY))
 			pcache_set_dirty(pc, b);

@@ -139,6 +139,7 @@ struct nf_pcache {
 	size_t nr_dirty, nr_writeback, nr_unclean;   /* DIRTY, WRITEBACK, either */
 	size_t background_pages, limit_pages;        /* thresholds on nr_unclean */
 	uint64_t expire_ns;
+	unsigned classes;             /* reclaim classes of its shrinker and writeback (config) */
 	unsigned nr_threads, threads_started;
 	pthread_t *threads;
 	bool stopping;

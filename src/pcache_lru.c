@@ -247,7 +247,7 @@ int pcache_lru_attach(struct nf_pcache *pc)
 {
 	nf_domain *d = pc->d;
 	nf_shrinker_ops ops = { .name = pc->name, .count = shrink_count, .scan = shrink_scan, .data = pc,
-				.seeks = NF_DEFAULT_SEEKS, .flags = NF_SHRINKER_NONBLOCKING };
+				.seeks = NF_DEFAULT_SEEKS, .classes = pc->classes, .flags = NF_SHRINKER_NONBLOCKING };
 	pc->shrinker = nf_shrinker_register(d, &ops);
 	if (!pc->shrinker)
 		return -ENOMEM;

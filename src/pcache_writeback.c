@@ -28,6 +28,7 @@
 
 #include "pcache.h"
 #include "clock.h"
+#include "lockdep.h"
 #include "thread.h"
 
 #define WB_BATCH 16
@@ -181,10 +182,13 @@ static int write_batch(struct nf_pcache *pc, struct pcache_block **blocks, unsig
 	nf_scope_t saved = nf_scope_save(NF_SCOPE_MEMALLOC);
 	struct nf_pcache *outer = writing_for;
 	writing_for = pc;
+	/* For the lock checker, writeback is reclaim of the cache's classes: locks taken in it depend on it. */
+	lockdep_saved checked = lockdep_reclaim_enter(pc->classes, false, false, pc->name);
 	for (unsigned i = 0; i < n; i++) {
 		struct pcache_block *b = blocks[i];
 		rc[i] = b->owner->ops.writeback(b->owner->data, b->index, b->data);
 	}
+	lockdep_reclaim_leave(checked);
 	writing_for = outer;
 	nf_scope_restore(saved);
 	pthread_mutex_lock(&pc->lock);
@@ -287,8 +291,15 @@ void pcache_writeback_stop(struct nf_pcache *pc)
 
 void pcache_throttle(struct nf_pcache *pc, size_t more)
 {
-	/* Writeback and reclaim are never held: they are what brings the count down. */
-	if ((nf_scope_current() & NF_SCOPE_MEMALLOC) || pc->nr_unclean + more <= pc->limit_pages)
+	/*
+	 * Writeback and reclaim are never held: they are what brings the count
+	 * down. Nor is a thread in NORECLAIM of the cache's classes: it may hold
+	 * what the writeback needs, as reclaim of those classes may not be
+	 * entered from there, waiting for it may not either.
+	 */
+	nf_scope_t scope = nf_scope_current();
+	if ((scope & NF_SCOPE_MEMALLOC) || (NF_SCOPE_CLASSES(scope) & pc->classes) ||
+	    pc->nr_unclean + more <= pc->limit_pages)
 		return;
 	uint64_t start = nf_now_ns();
 	pc->throttled++;

@@ -643,3 +643,58 @@ TEST(bad_input)
 	stderr_quiet_end(saved);
 	CHECK(nf_lockdep_get_mode() != (enum nf_lockdep_mode)7);
 }
+
+/* ---- writeback is reclaim of the page cache's classes ----------------- */
+
+static nf_mutex_t journal_lock = NF_MUTEX_INITIALIZER("journal");
+
+/* A file system's writeback that takes its journal lock. */
+static int journal_writeback(void *data, uint64_t index, const void *block)
+{
+	(void)data;
+	(void)index;
+	(void)block;
+	nf_mutex_lock(&journal_lock);
+	nf_mutex_unlock(&journal_lock);
+	return 0;
+}
+
+/* Dirties one block and flushes it, so the writeback's lock is seen; arg: 1 allocate in NORECLAIM(fs). */
+static void writeback_case(void *arg)
+{
+	bool scoped = arg != NULL;
+	nf_domain *d = fresh();
+	unsigned fs = nf_reclaim_class("fs");
+	nf_pcache_config cfg = { .name = "fs cache", .classes = fs };
+	nf_pcache *pc = nf_pcache_create(d, &cfg);
+	REQUIRE(pc != NULL);
+	nf_pcache_owner_ops ops = { .name = "file", .writeback = journal_writeback };
+	nf_pcache_owner *o = nf_pcache_owner_register(pc, &ops, NULL);
+	REQUIRE(o != NULL);
+	void *block = nf_pcache_get(pc, o, 0, 0);
+	REQUIRE(block != NULL);
+	CHECK_EQ(nf_pcache_mark_dirty(pc, block), 0);
+	CHECK_EQ(nf_pcache_put(pc, block), 0);
+	CHECK_EQ(nf_pcache_flush(pc, o), 0);
+	CHECK_EQ(nf_lockdep_reports(), 0);
+	/* The journal lock held while allocating: the allocation may wait for writeback, which takes it. */
+	nf_scope_t saved = nf_scope_save(scoped ? NF_SCOPE_NORECLAIM(fs) : 0);
+	nf_mutex_lock(&journal_lock);
+	nf_might_alloc(0);
+	nf_mutex_unlock(&journal_lock);
+	nf_scope_restore(saved);
+	CHECK_EQ(nf_lockdep_reports(), scoped ? 0 : 1);
+	CHECK_EQ(nf_pcache_owner_unregister(pc, o), 0);
+	nf_pcache_destroy(pc);
+	nf_domain_destroy(d);
+}
+
+TEST(writeback_counts_as_reclaim_of_the_cache_classes)
+{
+	REQUIRE(child(writeback_case, NULL));
+	CHECK(strstr(out, "possible reclaim deadlock") != NULL);
+	CHECK(strstr(out, "lock \"journal\"") != NULL);
+	CHECK(strstr(out, "fs cache") != NULL);
+	REQUIRE(child(writeback_case, (void *)1));
+	CHECK(strstr(out, "possible reclaim deadlock") == NULL);
+}
