@@ -161,7 +161,7 @@ static const void *store_block(struct store *s, uint64_t index)
 static nf_pcache *make_cache(nf_domain *d, unsigned background, unsigned ratio, unsigned threads)
 {
 	nf_pcache_config cfg = { .name = "test", .dirty_background_ratio = background, .dirty_ratio = ratio,
-				 .writeback_threads = threads };
+				 .writeback_threads = threads, .classes = nf_reclaim_class("pcache test") };
 	nf_pcache *pc = nf_pcache_create(d, &cfg);
 	if (!pc)
 		abort();
@@ -463,9 +463,15 @@ static bool invariant_holds(nf_domain *d)
 	return ok;
 }
 
-/* Fills the domain with clean blocks and ordinary pages until an ordinary allocation has nothing left. */
+/*
+ * Fills the domain with clean blocks until an ordinary allocation has
+ * nothing left. In NORECLAIM of the cache's class, so that the filling
+ * does not drop the blocks it just cached (direct reclaim drops a batch of
+ * them at a time); the background reclaimer still drops a few, up to high.
+ */
 static size_t fill_with_clean(nf_pcache *pc, nf_pcache_owner *o, uint64_t first, size_t n)
 {
+	nf_scope_t saved = nf_scope_save(NF_SCOPE_NORECLAIM(nf_reclaim_class("pcache test")));
 	size_t got = 0;
 	for (uint64_t i = first; i < first + n; i++) {
 		void *b = nf_pcache_get(pc, o, i, NF_MAYFAIL);
@@ -474,6 +480,7 @@ static size_t fill_with_clean(nf_pcache *pc, nf_pcache_owner *o, uint64_t first,
 		nf_pcache_put(pc, b);
 		got++;
 	}
+	nf_scope_restore(saved);
 	return got;
 }
 
