@@ -6,6 +6,7 @@
  */
 #include <sys/mman.h>
 
+#include "fork.h"
 #include "heap.h"
 #include "thread.h"
 
@@ -183,5 +184,16 @@ void heap_slot_put(unsigned slot)
 		atomic_store_explicit(&h->state[slot].recovered, NULL, memory_order_relaxed);
 	}
 	slot_owner[slot] = NULL;
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* Held across fork() by fork.c, so that the child never inherits it held. */
+void heap_fork_lock(void)
+{
+	pthread_mutex_lock(&pool_lock);
+}
+
+void heap_fork_unlock(void)
+{
 	pthread_mutex_unlock(&pool_lock);
 }

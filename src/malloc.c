@@ -10,6 +10,7 @@
 
 #include "size_class.h"
 #include "cache_fast.h"
+#include "fork.h"
 
 #define PAGE_MALLOC_LARGE 0x2u
 
@@ -43,6 +44,17 @@ static void set_direct_range(nf_domain *d, nf_cache *c, unsigned cls)
 	}
 }
 static pthread_mutex_t class_create_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Held across fork() by fork.c, so that the child never inherits it held. */
+void malloc_fork_lock(void)
+{
+	pthread_mutex_lock(&class_create_lock);
+}
+
+void malloc_fork_unlock(void)
+{
+	pthread_mutex_unlock(&class_create_lock);
+}
 
 static nf_domain *default_domain_fast(void)
 {
