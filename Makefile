@@ -1,7 +1,7 @@
 # nofail build. `make` builds the release library and command under build/;
 # the test variants build under build/<variant>/ with debug assertions on.
 #
-#   make                 build/libnofail.a, build/libnofail.so, build/nofail
+#   make                 build/libnofail.a, build/libnofail.so, build/nofail, build/libnofail-malloc.so
 #   make hardened        build/hardened/: release speed with the misuse checks on
 #   make test            the test suite (debug assertions and hardening on)
 #   make test-asan       the same suite under AddressSanitizer + UBSan
@@ -10,6 +10,7 @@
 #   make bench           the benchmarks (and bench-alloc when its peers are installed)
 #   make bench-alloc     nofail against mimalloc, jemalloc, tcmalloc, glibc (scripts/bench-setup.sh)
 #   make bench-callgrind instructions per alloc/free pair, reserve slabs compiled in and out
+#   make test-preload    real programs (python3, sqlite3, git, our own) on LD_PRELOAD=libnofail-malloc.so
 #   make install PREFIX=/usr/local
 
 CC      ?= cc
@@ -53,7 +54,7 @@ BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all lib hardened test test-asan test-tsan tests-build demo bench install clean check-warnings
-all: $(BUILD)/libnofail.a $(BUILD)/libnofail.so $(BUILD)/nofail
+all: $(BUILD)/libnofail.a $(BUILD)/libnofail.so $(BUILD)/nofail $(BUILD)/libnofail-malloc.so
 
 lib: $(BUILD)/libnofail.a
 
@@ -67,6 +68,22 @@ $(BUILD)/libnofail.a: $(LIB_OBJ)
 
 $(BUILD)/libnofail.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libnofail.so.0 $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# The drop-in malloc for LD_PRELOAD: the library plus preload/, whose files go into this .so only.
+PRELOAD_SRC := $(sort $(wildcard preload/*.c))
+PRELOAD_OBJ := $(PRELOAD_SRC:preload/%.c=$(BUILD)/preload/%.o)
+$(BUILD)/preload/%.o: preload/%.c preload/preload.h $(wildcard src/*.h) include/nofail.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ipreload -c $< -o $@
+
+$(BUILD)/libnofail-malloc.so: $(LIB_OBJ) $(PRELOAD_OBJ)
+	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+.PHONY: preload test-preload
+preload: $(BUILD)/libnofail-malloc.so
+
+test-preload: $(BUILD)/libnofail-malloc.so
+	@tests/preload/run.sh $(BUILD)
 
 $(BUILD)/cmd/%.o: %.c $(wildcard tools/*.h scenarios/*.h) include/nofail.h
 	@mkdir -p $(dir $@)
@@ -166,7 +183,7 @@ check-warnings:
 
 .PHONY: clean-variant-release
 clean-variant-release:
-	rm -rf build/obj build/cmd build/tests build/bench build/libnofail.* build/nofail
+	rm -rf build/obj build/cmd build/tests build/bench build/libnofail.* build/nofail build/preload build/libnofail-malloc.so
 
 $(BUILD)/nofail.pc: Makefile
 	@mkdir -p $(dir $@)
