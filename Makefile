@@ -10,6 +10,7 @@
 #   make bench           the benchmarks (and bench-alloc when its peers are installed)
 #   make bench-alloc     nofail against mimalloc, jemalloc, tcmalloc, glibc (scripts/bench-setup.sh)
 #   make bench-callgrind instructions per alloc/free pair, reserve slabs compiled in and out
+#   make bench-preload   classic workloads on glibc, mimalloc, jemalloc, tcmalloc, nofail by LD_PRELOAD
 #   make test-preload    real programs (python3, sqlite3, git, our own) on LD_PRELOAD=libnofail-malloc.so
 #   make install PREFIX=/usr/local
 
@@ -162,6 +163,17 @@ $(ALLOC_NORESERVE)/libnofail.a: $(LIB_SRC:src/%.c=$(ALLOC_NORESERVE)/obj/%.o)
 $(BUILD)/bench/alloc-nofail-noreserve: bench/alloc_bench.c bench/bench_common.h $(ALLOC_NORESERVE)/libnofail.a
 	$(CC) $(CFLAGS_ALL) -Ibench -DALLOC_NOFAIL $(LDFLAGS_ALL) -o $@ $< $(ALLOC_NORESERVE)/libnofail.a $(LDLIBS_ALL)
 
+# The classic workloads (bench/preload/) under glibc, mimalloc, jemalloc, tcmalloc and nofail via LD_PRELOAD.
+PRELOAD_BENCH_SRC := $(sort $(wildcard bench/preload/*.c))
+PRELOAD_BENCH_BIN := $(PRELOAD_BENCH_SRC:bench/preload/%.c=$(BUILD)/bench-preload/%)
+$(BUILD)/bench-preload/%: bench/preload/%.c bench/preload/workload.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LDLIBS_ALL)
+
+.PHONY: bench-preload
+bench-preload: $(PRELOAD_BENCH_BIN) $(BUILD)/libnofail-malloc.so
+	@bench/preload.sh $(BUILD)
+
 .PHONY: bench-alloc bench-callgrind
 bench-alloc: $(ALLOC_BIN)
 	@bench/alloc.sh $(BUILD)
@@ -175,15 +187,15 @@ check-warnings:
 	$(MAKE) --no-print-directory VARIANT=debug CFLAGS=-Werror tests-build
 	$(MAKE) --no-print-directory VARIANT=hardened CFLAGS=-Werror all
 	@$(MAKE) --no-print-directory clean-variant-release
-	$(MAKE) --no-print-directory CC=gcc CFLAGS=-Werror all $(TEST_BIN) $(BENCH_BIN)
+	$(MAKE) --no-print-directory CC=gcc CFLAGS=-Werror all $(TEST_BIN) $(BENCH_BIN) $(PRELOAD_BENCH_BIN)
 	@$(MAKE) --no-print-directory clean-variant-release
-	$(MAKE) --no-print-directory CC=clang CFLAGS=-Werror all $(TEST_BIN) $(BENCH_BIN)
+	$(MAKE) --no-print-directory CC=clang CFLAGS=-Werror all $(TEST_BIN) $(BENCH_BIN) $(PRELOAD_BENCH_BIN)
 	@# The next plain make rebuilds with cc: clang's DWARF 5 is more than valgrind 3.19 reads.
 	@$(MAKE) --no-print-directory clean-variant-release
 
 .PHONY: clean-variant-release
 clean-variant-release:
-	rm -rf build/obj build/cmd build/tests build/bench build/libnofail.* build/nofail build/preload build/libnofail-malloc.so
+	rm -rf build/obj build/cmd build/tests build/bench build/libnofail.* build/nofail build/preload build/libnofail-malloc.so build/bench-preload
 
 $(BUILD)/nofail.pc: Makefile
 	@mkdir -p $(dir $@)
