@@ -83,8 +83,11 @@ $(BUILD)/libnofail-malloc.so: $(LIB_OBJ) $(PRELOAD_OBJ)
 .PHONY: preload test-preload
 preload: $(BUILD)/libnofail-malloc.so
 
+# Release speed first, then the debug build's invariants and misuse checks under the same programs.
 test-preload: $(BUILD)/libnofail-malloc.so
 	@tests/preload/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory VARIANT=debug build/debug/libnofail-malloc.so
+	@tests/preload/run.sh build/debug
 
 $(BUILD)/cmd/%.o: %.c $(wildcard tools/*.h scenarios/*.h) include/nofail.h
 	@mkdir -p $(dir $@)
