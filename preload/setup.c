@@ -27,21 +27,29 @@ static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
  * child has no trimmer or reclaimer thread; its allocations reclaim
  * directly. Marked inside, so that nothing the handlers do enters nofail.
  */
+/* What this thread's prepare handler locked: the domain may be published between prepare and the others. */
+static __thread nf_domain *forking __attribute__((tls_model("initial-exec")));
+
 static void on_fork_prepare(void)
 {
 	preload_inside++;
-	fork_prepare(atomic_load_explicit(&preload_domain, memory_order_acquire));
+	/* Registered just before the domain is published: a fork in between has no locks to take. */
+	forking = atomic_load_explicit(&preload_domain, memory_order_acquire);
+	if (forking)
+		fork_prepare(forking);
 }
 
 static void on_fork_parent(void)
 {
-	fork_parent(atomic_load_explicit(&preload_domain, memory_order_acquire));
+	if (forking)
+		fork_parent(forking);
 	preload_inside--;
 }
 
 static void on_fork_child(void)
 {
-	fork_child(atomic_load_explicit(&preload_domain, memory_order_acquire));
+	if (forking)
+		fork_child(forking);
 	preload_inside--;
 }
 
