@@ -2,11 +2,12 @@
  * malloc.c - the malloc family of libc, on nofail's default domain: what
  * LD_PRELOAD=build/libnofail-malloc.so puts under an unmodified program.
  *
- * The fast path is one nf_alloc with NF_MAYFAIL (sizes rounded to 16
- * bytes, so every size class used is a multiple of glibc's alignment)
- * between two writes of a thread-local flag; a thread already inside
- * nofail is served outside it (outside.c), and a try that finds the
- * budget full waits for frees (wait.c). C++'s operator new and delete
+ * Sizes are rounded to 16 bytes, so every size class used is a multiple
+ * of glibc's alignment. The fast path is nf_malloc's: the thread's
+ * current slab of the class in one load; then one nf_alloc with
+ * NF_MAYFAIL between two writes of a thread-local flag. A thread already
+ * inside nofail is served outside it (outside.c), and a try that finds
+ * the budget full waits for frees (wait.c). C++'s operator new and delete
  * reach these through libstdc++'s own calls to malloc and free.
  */
 #include <errno.h>
