@@ -69,6 +69,36 @@ void stderr_quiet_end(int saved)
 	close(saved);
 }
 
+struct stderr_capture stderr_capture_begin(void)
+{
+	char path[] = "/tmp/nofail-stderr-XXXXXX";
+	fflush(stderr);
+	struct stderr_capture c = { .saved = dup(STDERR_FILENO), .file = mkstemp(path) };
+	if (c.file < 0) {
+		harness_fail(__FILE__, __LINE__, "mkstemp for stderr");
+		return c;
+	}
+	unlink(path);
+	dup2(c.file, STDERR_FILENO);
+	return c;
+}
+
+void stderr_capture_end(struct stderr_capture c, char *out, size_t len)
+{
+	fflush(stderr);
+	dup2(c.saved, STDERR_FILENO);
+	close(c.saved);
+	size_t got = 0;
+	if (c.file >= 0) {
+		lseek(c.file, 0, SEEK_SET);
+		ssize_t n;
+		while (got + 1 < len && (n = read(c.file, out + got, len - 1 - got)) > 0)
+			got += (size_t)n;
+		close(c.file);
+	}
+	out[got] = 0;
+}
+
 struct child_call {
 	void (*fn)(void *arg);
 	void *arg;

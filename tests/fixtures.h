@@ -27,6 +27,17 @@ size_t resident_pages_in(const void *start, size_t bytes);
 int stderr_quiet_begin(void);
 void stderr_quiet_end(int saved);
 
+/*
+ * stderr into a temporary file from begin to end, which copies what was
+ * written into out (NUL-terminated). For calls that only print, in this
+ * process: no fork, so no lock held by another thread at the fork can hang it.
+ */
+struct stderr_capture {
+	int saved, file;
+};
+struct stderr_capture stderr_capture_begin(void);
+void stderr_capture_end(struct stderr_capture c, char *out, size_t len);
+
 /* Runs fn(arg) in a child whose CHECKs decide its exit status; its stderr lands in out. */
 bool run_in_child(void (*fn)(void *arg), void *arg, char *out, size_t len);
 

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
 #include "domain.h"
@@ -829,54 +830,57 @@ struct captured {
 	nf_pcache_owner *o;
 };
 
-static void bad_calls(void *arg)
+/* Each bad call in turn: 0, or the number of the first that did not give its answer. */
+static int bad_calls(struct captured *c)
 {
-	struct captured *c = arg;
 	nf_pcache_config bad = { .dirty_background_ratio = 30, .dirty_ratio = 20 };
 	if (nf_pcache_create(c->d, &bad) != NULL || errno != EINVAL)
-		_exit(10);
+		return 10;
 	if (nf_pcache_create(NULL, NULL) != NULL || errno != EINVAL)
-		_exit(11);
+		return 11;
 	if (nf_pcache_get(NULL, c->o, 0, 0) != NULL || errno != EINVAL)
-		_exit(12);
+		return 12;
 	if (nf_pcache_get(c->pc, NULL, 0, 0) != NULL || errno != EINVAL)
-		_exit(13);
+		return 13;
 	if (nf_pcache_get(c->pc, c->o, 0, NF_ZERO) != NULL || errno != EINVAL)
-		_exit(14);
+		return 14;
 	nf_pcache *other = c->other;
 	if (nf_pcache_get(other, c->o, 0, 0) != NULL || errno != EINVAL)
-		_exit(15);
+		return 15;
 	void *page = nf_pages_alloc(c->d, 0, 0);
 	char local[64];
 	if (nf_pcache_put(c->pc, page) != -EINVAL || nf_pcache_put(c->pc, local) != -EINVAL ||
 	    nf_pcache_put(c->pc, NULL) != -EINVAL)
-		_exit(16);
+		return 16;
 	void *b = nf_pcache_get(c->pc, c->o, 1, 0);
 	if (nf_pcache_put(other, b) != -EINVAL)
-		_exit(17);
+		return 17;
 	if (nf_pcache_put(c->pc, b) != 0 || nf_pcache_put(c->pc, b) != -EINVAL)
-		_exit(18);
+		return 18;
 	if (nf_pcache_mark_dirty(c->pc, b) != -EINVAL)
-		_exit(19);
+		return 19;
 	nf_pcache_owner_ops no_writeback = { .name = "ro" };
 	if (nf_pcache_owner_register(c->pc, &no_writeback, NULL) != NULL || nf_pcache_owner_register(c->pc, NULL, NULL))
-		_exit(20);
+		return 20;
 	if (nf_pcache_owner_unregister(other, c->o) != -EINVAL || nf_pcache_flush(c->pc, NULL) != -EINVAL)
-		_exit(21);
+		return 21;
 	nf_pages_free(c->d, page, 0);
+	return 0;
 }
 
 TEST(bad_input_is_einval_with_a_message)
 {
 	nf_domain *d = make_domain(512, "badinput");
-	/* Caches made here, not in the child: a forked child of a threaded process may not start threads. */
 	struct captured c = { .d = d, .pc = make_cache(d, 0, 0, 1), .other = nf_pcache_create(d, NULL) };
 	static struct store s;
 	store_init(&s, 8);
 	c.o = store_register(c.pc, &s, true);
+	/* In this process: a forked child could find a lock held by a writeback thread at the fork. */
 	char out[8192];
-	int status = run_captured(bad_calls, &c, out, sizeof out);
-	CHECK_EQ(status, 0);
+	struct stderr_capture captured = stderr_capture_begin();
+	int failed_call = bad_calls(&c);
+	stderr_capture_end(captured, out, sizeof out);
+	CHECK_EQ(failed_call, 0);
 	CHECK(strstr(out, "nf_pcache_create: dirty_background_ratio is not below dirty_ratio") != NULL);
 	CHECK(strstr(out, "nf_pcache_get: NULL is not a page cache") != NULL);
 	CHECK(strstr(out, "nf_pcache_get: owner is NULL") != NULL);
