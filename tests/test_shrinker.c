@@ -18,6 +18,7 @@
 #include "fixtures.h"
 #include "harness.h"
 #include "nofail.h"
+#include "domain.h"
 
 /* ---- a hoard of pages that gives them back when scanned ------------- */
 
@@ -457,6 +458,19 @@ static bool above_high(nf_domain *d)
 	return s.free_pages >= s.high_pages;
 }
 
+/* CPU time the domain's background reclaimer thread has used. */
+static uint64_t reclaimer_cpu_ns(nf_domain *d)
+{
+	clockid_t clock;
+	struct timespec ts;
+	if (!d->reclaim.thread_running || pthread_getcpuclockid(d->reclaim.thread, &clock) != 0 ||
+	    clock_gettime(clock, &ts) != 0) {
+		harness_fail(__FILE__, __LINE__, "the reclaimer's CPU clock");
+		return 0;
+	}
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 TEST(background_reclaimer_sleeps_until_low_then_refills_to_high)
 {
 	nf_domain *d = domain_of_pages(2048, "background");
@@ -476,10 +490,15 @@ TEST(background_reclaimer_sleeps_until_low_then_refills_to_high)
 	st = stats_now(d);
 	CHECK(st.reclaim_background >= 1);
 	CHECK_EQ(st.reclaim_direct, direct);
-	/* Calm again: no more passes. */
+	/* Calm again: no more passes, and the thread sleeps (it burns no CPU while the domain is calm). */
 	uint64_t passes = st.reclaim_background;
+	uint64_t cpu_before = reclaimer_cpu_ns(d);
 	sleep_ms(200);
 	CHECK_EQ(stats_now(d).reclaim_background, passes);
+	uint64_t cpu_idle = reclaimer_cpu_ns(d) - cpu_before;
+	if (cpu_idle >= 2000000)
+		fprintf(stderr, "  the idle reclaimer used %llu ns of CPU in 200 ms\n", (unsigned long long)cpu_idle);
+	CHECK(cpu_idle < 2000000); /* a sleeping thread uses none; 1% of the time is a generous bound */
 	nf_shrinker_unregister(s);
 	hoard_empty(&h);
 	nf_domain_destroy(d);
