@@ -510,6 +510,7 @@ TEST(clean_pages_back_tokens_and_are_dropped_for_them)
 	 */
 	size_t free_above_min = st.free_pages > st.min_pages ? st.free_pages - st.min_pages : 0;
 	size_t clean = st.pcache_clean;
+	uint64_t dropped_before = st.pcache_dropped, for_tokens_before = st.pcache_dropped_for_tokens;
 	size_t want = free_above_min + clean;
 	REQUIRE(want <= st.reserve_cap_pages);
 	REQUIRE(nf_reserve(d, want, NF_NOWAIT) == 0);
@@ -531,8 +532,15 @@ TEST(clean_pages_back_tokens_and_are_dropped_for_them)
 	CHECK(slowest < 50000000ull);
 	CHECK(invariant_holds(d));
 	st = stats_of(d);
-	CHECK_EQ(st.pcache_dropped_for_tokens, clean);
+	/*
+	 * Every clean block went. The fill woke the background reclaimer; a
+	 * pass of it that counted before the reservation may still drop a
+	 * batch (spare when it counted, and free pages either way); the
+	 * token-backed allocations dropped the rest, on a calm machine all.
+	 */
 	CHECK_EQ(st.pcache_clean, 0);
+	CHECK_EQ(st.pcache_dropped - dropped_before, clean);
+	CHECK(st.pcache_dropped_for_tokens - for_tokens_before > 0);
 	CHECK_EQ(st.waits, 0);
 	for (size_t i = 0; i < n; i++)
 		nf_pages_free(d, taken[i], 0);
