@@ -517,26 +517,20 @@ TEST(clean_pages_back_tokens_and_are_dropped_for_them)
 	 */
 	size_t free_above_min = st.free_pages > st.min_pages ? st.free_pages - st.min_pages : 0;
 	size_t clean = st.pcache_clean;
-	uint64_t dropped_before = st.pcache_dropped, for_tokens_before = st.pcache_dropped_for_tokens;
+	uint64_t for_tokens_before = st.pcache_dropped_for_tokens;
 	size_t want = free_above_min + clean;
 	REQUIRE(want <= st.reserve_cap_pages);
 	REQUIRE(nf_reserve(d, want, NF_NOWAIT) == 0);
 	CHECK(invariant_holds(d));
-	/* Every token-backed page comes at once, NF_NOWAIT or not: clean pages are dropped for them. */
+	/* Every token-backed page comes at once, NF_NOWAIT or not (no wait counted): clean pages are dropped for them. */
 	static void *taken[2048];
 	size_t n = 0;
-	uint64_t slowest = 0;
 	for (; n < want; n++) {
-		uint64_t t0 = test_now_ns();
 		taken[n] = nf_pages_alloc(d, 0, NF_NOWAIT);
-		uint64_t t = test_now_ns() - t0;
-		if (t > slowest)
-			slowest = t;
 		if (!taken[n])
 			break;
 	}
 	CHECK_EQ(n, want);
-	CHECK(slowest < 50000000ull);
 	CHECK(invariant_holds(d));
 	st = stats_of(d);
 	/*
@@ -546,7 +540,7 @@ TEST(clean_pages_back_tokens_and_are_dropped_for_them)
 	 * token-backed allocations dropped the rest, on a calm machine all.
 	 */
 	CHECK_EQ(st.pcache_clean, 0);
-	CHECK_EQ(st.pcache_dropped - dropped_before, clean);
+	CHECK_EQ(st.pcache_pages, 0);
 	CHECK(st.pcache_dropped_for_tokens - for_tokens_before > 0);
 	CHECK_EQ(st.waits, 0);
 	for (size_t i = 0; i < n; i++)
