@@ -62,7 +62,16 @@ typedef struct nf_domain_config {
 	 * 0 = the default (1000 ms); NF_TRIM_NEVER disables it.
 	 */
 	unsigned    trim_delay_ms;
+	/*
+	 * The OOM killer: a blocking allocation that has waited through this
+	 * many rounds (one per 100 ms of waiting) in which direct reclaim freed
+	 * nothing and no page came back to the domain chooses a victim task.
+	 * 0 = the default (10); NF_OOM_NEVER: never kill, wait.
+	 */
+	unsigned    oom_rounds;
 } nf_domain_config;
+
+#define NF_OOM_NEVER 0xffffffffu
 
 #define NF_TRIM_NEVER 0xffffffffu
 
@@ -331,11 +340,36 @@ int   nf_mempool_stats_get(nf_mempool *p, nf_mempool_stats *out);
  *   nf_task_leave(prev);
  */
 typedef struct nf_task nf_task;
-/* Callbacks for the OOM killer (it chooses a victim task, tells it to stop, reaps it); may be NULL. */
+
+/* reap's flags: the reaper is calling; only try-locks are allowed. */
+#define NF_REAP_NONBLOCK 1u
+/* From reap: nothing could be done without blocking now; call again later. */
+#define NF_REAP_AGAIN    (-1L)
+
+/*
+ * Callbacks for the OOM killer; every field may be 0/NULL.
+ *
+ * on_kill: t was chosen as the victim; make it stop soon (set a flag, wake
+ *   its threads). Called once, from the allocating thread that ran the
+ *   killer, with no nofail lock held.
+ * reap: called from the domain's reaper thread with NF_REAP_NONBLOCK,
+ *   while t's own threads may still run: free what can be freed without
+ *   blocking (try-locks only, no allocation but NF_NOWAIT) and return the
+ *   pages freed, or NF_REAP_AGAIN to be called again (a lock was busy).
+ *   The reaper gives up after a bounded time (10 tries over one second).
+ * oom_score_adj: -1000 (never chosen) to 1000 (chosen first); added to a
+ *   task's charged pages as adj/1000 of the domain, as the kernel's badness.
+ *
+ * Source compatibility: until issue 7 reap was
+ * `size_t (*reap)(nf_task *, void *)`; it now returns long and takes the
+ * flags. Initializers of { on_kill, reap, data } still compile (with a
+ * reap of the new type); oom_score_adj was added at the end.
+ */
 typedef struct nf_task_ops {
-	void   (*on_kill)(nf_task *t, void *data);  /* the task was chosen: make it stop soon */
-	size_t (*reap)(nf_task *t, void *data);     /* free what can be freed without blocking; pages freed */
+	void (*on_kill)(nf_task *t, void *data);
+	long (*reap)(nf_task *t, void *data, unsigned flags);
 	void *data;
+	int oom_score_adj;
 } nf_task_ops;
 
 /* ops may be NULL. The task's struct comes from d's budget. NULL + EINVAL on bad arguments. */
@@ -348,6 +382,25 @@ void     nf_task_leave(nf_task *prev);
 /* The explicit task the calling thread is in, or NULL. */
 nf_task *nf_task_current(void);
 const char *nf_task_name(const nf_task *t);
+/*
+ * Whether the calling thread's task (explicit, or the thread's implicit
+ * one) was chosen by the OOM killer. A killed task should unwind: its
+ * NF_MAYFAIL and NF_NOWAIT allocations fail at once (errno ECANCELED); its
+ * blocking ones may dip into half of the emergency reserve, and if even
+ * that is not enough they return NULL with errno ECANCELED: the one case
+ * in which an allocation without NF_MAYFAIL or NF_NOWAIT returns NULL.
+ */
+bool        nf_task_killed(void);
+
+/*
+ * Pages a task allocates (nf_pages_alloc, slabs, large nf_malloc blocks,
+ * page-cache blocks) are charged to it while it is entered, and uncharged
+ * when they are freed, by whichever thread. A thread in no explicit task
+ * is charged as its own implicit task. Slab pages are charged whole to the
+ * task that made the slab take them, not object by object. The pages t
+ * has charged in d now (approximate while its threads run).
+ */
+long        nf_task_charged(const nf_task *t, nf_domain *d);
 
 /* ------------------------------------------------------------------ */
 /* Scopes and reclaim classes                                          */
@@ -801,7 +854,49 @@ typedef struct nf_stats {
 	uint64_t pcache_write_errors;
 	uint64_t pcache_throttled; /* times a writer slept at the dirty limit */
 	uint64_t pcache_throttle_ns_max;         /* its longest sleep */
+	/* the OOM killer */
+	uint64_t oom_kills;        /* victims chosen */
+	uint64_t oom_skipped;      /* victims the reaper gave up on (the killer may choose another) */
+	uint64_t oom_reaped_pages; /* pages the victims' reap callbacks reported freed */
+	uint64_t oom_victim_failures; /* allocations of killed tasks that returned NULL (ECANCELED) */
+	uint64_t oom_no_victim;    /* times the killer found no task it could choose */
 } nf_stats;
+
+/* One task in a kill report, as the killer saw it. */
+typedef struct nf_oom_task_row {
+	char name[40];
+	long charged;              /* pages charged in the domain */
+	int oom_score_adj;
+	long score;                /* charged + adj * usable pages / 1000; the highest is chosen */
+	bool dying;                /* killed before, skipped */
+	bool victim;
+} nf_oom_task_row;
+
+#define NF_OOM_REPORT_ROWS 16
+
+/* The last kill in a domain, like the kernel's OOM report. */
+typedef struct nf_oom_report {
+	uint64_t kill;             /* 1 for the domain's first kill, and so on */
+	char trigger[192];         /* the allocation that ran the killer: order, flags, task, call site */
+	size_t free_pages, min_pages, budget_pages, reserved_pages, waiting;   /* the domain then */
+	unsigned rounds;           /* futile rounds that led to the kill */
+	unsigned tasks;            /* tasks seen (rows holds the highest scores, NF_OOM_REPORT_ROWS at most) */
+	nf_oom_task_row rows[NF_OOM_REPORT_ROWS];
+	char victim[40];
+	long victim_charged, victim_score;
+	char why[96];
+	/* filled in later by the reaper and when the victim goes */
+	bool reap_done;            /* the reaper finished with it */
+	bool skipped;              /* ... by giving up after its bound */
+	bool gone;                 /* the task was destroyed (or its thread exited) */
+	long pages_reaped;
+	unsigned reap_tries;
+	uint64_t reap_ns;          /* from the kill to the reaper's last call */
+	uint64_t gone_ns;          /* from the kill to the task's end */
+} nf_oom_report;
+
+/* The domain's last kill report: 0, or -ENOENT if it has none (no kill yet), -EINVAL. */
+int nf_oom_last_report(nf_domain *d, nf_oom_report *out);
 
 /* What one reservation label saw: use is the pages a reservation spent, overruns included. */
 typedef struct nf_reserve_label_stats {

@@ -13,6 +13,7 @@
 #include "slab.h"
 #include "slab_geometry.h"
 #include "domain.h"
+#include "task_charge.h"
 #include "thread.h"
 #include "thread_pages.h"
 #include "trim.h"
@@ -138,13 +139,14 @@ static void size_thread_lists(nf_domain *d)
 	d->pcp_slot = thread_pages_slot_get(); /* domains lock held */
 }
 
-static void init_locks(nf_domain *d)
+static void init_locks(nf_domain *d, unsigned cfg_oom_rounds)
 {
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_mutex_init(&d->lock, NULL);
 	reclaim_init(d);
+	oom_init(d, cfg_oom_rounds);
 	pthread_cond_init(&d->trim_wake, &attr);
 	pthread_mutex_init(&d->caches_lock, NULL);
 	pthread_condattr_destroy(&attr);
@@ -198,7 +200,7 @@ nf_domain *nf_domain_create(const nf_domain_config *cfg)
 	 * budget's 32 MiB of descriptors stay untouched until pages are used.
 	 */
 	buddy_init(d);
-	init_locks(d);
+	init_locks(d, config.oom_rounds);
 
 	domains_lock();
 	size_thread_lists(d);
@@ -221,6 +223,8 @@ void nf_domain_destroy(nf_domain *d)
 		nf_log("nf_domain_destroy: the default domain lives as long as the process; not destroyed");
 		return;
 	}
+	/* The reaper first: it may still be calling a victim's reap, which may free into d. */
+	oom_destroy(d);
 	reclaim_destroy(d);
 	trim_stop(d);
 	malloc_caches_destroy(d);
@@ -242,6 +246,7 @@ void nf_domain_destroy(nf_domain *d)
 	d->magic = 0;
 	pthread_mutex_unlock(&d->lock);
 	domains_unlock();
+	charges_forget_domain(d);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->trim_wake);
 	pthread_mutex_destroy(&d->caches_lock);

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "page.h"
 #include "reclaim.h"
+#include "oom.h"
 
 #define DOMAIN_MAGIC 0x6e6f6661696c646dULL /* "nofaildm" */
 /* Size classes of nf_malloc (size_class.h). */
@@ -83,6 +84,7 @@ struct nf_domain {
 	uint64_t token_pages, overruns;
 
 	struct domain_reclaim reclaim;   /* shrinkers and the background reclaimer (reclaim.h) */
+	struct domain_oom oom;           /* the OOM killer and reaper (oom.h) */
 
 	/*
 	 * The page cache (pcache.c): clean, unreferenced page-cache pages,

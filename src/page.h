@@ -8,6 +8,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+struct task_charge;
+
 /*
  * What a page is. A block of 2^order pages is described by its first
  * page (its head); every other page of the block is a TAIL. Fresh mmap'd
@@ -42,7 +44,10 @@ struct nf_page {
 	uint16_t flags;
 	uint32_t spare;
 	void *owner;               /* for the layers above: the slab a page belongs to */
-	uint64_t free_since_ns;    /* free block heads: when the block became free */
+	union {
+		uint64_t free_since_ns;       /* free block heads: when the block became free */
+		struct task_charge *charge;   /* allocated block heads: the account charged (task_charge.h) */
+	};
 };
 
 _Static_assert(sizeof(struct nf_page) == 32, "page descriptors stay 32 bytes");

@@ -23,6 +23,7 @@
 #include "page_wait.h"
 #include "reserve.h"
 #include "task.h"
+#include "task_charge.h"
 #include "clock.h"
 #include "domain.h"
 #include "lockdep.h"
@@ -55,6 +56,18 @@ static void *fail(nf_domain *d, enum nf_fail_reason reason, int error)
 	d->failures[reason]++;
 	pthread_mutex_unlock(&d->lock);
 	errno = error;
+	return NULL;
+}
+
+/* A killed task's allocation returns NULL: ECANCELED tells it why. */
+static void *victim_fails(nf_domain *d, enum nf_fail_reason reason)
+{
+	pthread_mutex_lock(&d->lock);
+	if (reason != NF_FAIL_REASONS)
+		d->failures[reason]++;
+	d->oom.victim_failures++;
+	pthread_mutex_unlock(&d->lock);
+	errno = ECANCELED;
 	return NULL;
 }
 
@@ -226,6 +239,19 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 	}
 	if (blocking && order > LARGE_BLOCKING_ORDER && caller)
 		warn_large_blocking(d, order, caller);
+	/*
+	 * A task the OOM killer chose unwinds on what is left: its NF_MAYFAIL
+	 * and NF_NOWAIT requests fail at once; blocking ones may take the
+	 * upper half of the emergency reserve (never the lower half, which
+	 * reclaimers and the reaper need), and never wait.
+	 */
+	bool victim = atomic_load_explicit(&oom_kills_total, memory_order_relaxed) && charge_current_killed();
+	if (victim) {
+		if (!blocking)
+			return victim_fails(d, may_sleep ? NF_FAIL_MAYFAIL : NF_FAIL_NOWAIT);
+		if (floor < d->min_pages / 2 || !(flags & NF_NOMEMALLOC))
+			floor = d->min_pages / 2;
+	}
 
 	/*
 	 * Order 0 takes pages through the thread's list. Any order gives the
@@ -273,6 +299,11 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 				continue;
 			reclaim_rounds = DIRECT_RECLAIM_ROUNDS;
 		}
+		if (victim) {
+			account_wait(d, wait_start);
+			pthread_mutex_unlock(&d->lock);
+			return victim_fails(d, NF_FAIL_REASONS);
+		}
 		if (!may_sleep || (flags & NF_MAYFAIL)) {
 			enum nf_fail_reason reason = may_sleep ? NF_FAIL_MAYFAIL : NF_FAIL_NOWAIT;
 			/* A try by nofail itself, which will go on to wait, is not a failure anyone saw. */
@@ -285,8 +316,13 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 		}
 		wait_start = nf_now_ns();
 		d->waits++;
-		index = page_wait(d, order, floor, &released);
-		break;
+		index = page_wait(d, order, floor, &released, flags, caller);
+		if (index != NF_NO_PAGE)
+			break;
+		/* Killed while it waited: one more look with the victim's floor, then NULL. */
+		victim = true;
+		if (floor > d->min_pages / 2)
+			floor = d->min_pages / 2;
 	}
 got_block:
 	d->allocations++;
@@ -303,6 +339,8 @@ got_block:
 	 */
 	NF_ASSERT(wait_start || with_tokens || d->free_pages >= reserve_floor(d, floor));
 	reserve_check(d);
+	/* Charged to the current task (task_charge.h); under the lock only because we hold it already. */
+	charge_block(d, &d->pages[index], (long)pages);
 	pthread_mutex_unlock(&d->lock);
 
 	void *p = domain_page_address(d, index);
@@ -318,11 +356,15 @@ void *nf_pages_alloc(nf_domain *d, unsigned order, unsigned flags)
 		struct thread_pages *tp = &nf_self.pages[d->pcp_slot];
 		if (likely(tp->domain == d && tp->head != NF_NO_PAGE)) {
 			uint32_t index = tp->head;
+			/* Charged to the current task: the list knows its account (task_charge.h). */
+			struct task_charge *charge = tp->charge;   /* never NULL on a list in use */
 			struct nf_page *page = &d->pages[index];
 			tp->head = page->next;
 			atomic_store_explicit(&tp->count, OWNER_READ(tp->count) - 1, memory_order_relaxed);
 			OWNER_ADD(tp->allocations, 1);
 			page_set_state(page, PAGE_USED);
+			page->charge = charge;
+			OWNER_ADD(charge->owned, 1);
 			void *p = domain_page_address(d, index);
 			if (flags & NF_ZERO)
 				memset(p, 0, NF_PAGE_SIZE);
@@ -396,6 +438,7 @@ static __attribute__((noinline)) void pages_free_slow(nf_domain *d, void *p, uns
 	uint32_t index = (uint32_t)domain_page_index(d, p);
 	pthread_mutex_lock(&d->lock);
 	check_free(d, p, order);
+	uncharge_block(d, &d->pages[index], (long)1 << order);
 	honour_drain_request(d, tp);
 	if (tp && !d->waiting) {
 		/* The list is full: drain a batch, then keep this warm page. */
@@ -421,6 +464,7 @@ void pages_free_clean(nf_domain *d, void *p)
 	uint32_t index = (uint32_t)domain_page_index(d, p);
 	pthread_mutex_lock(&d->lock);
 	check_free(d, p, 0);
+	uncharge_block(d, &d->pages[index], 1);
 	/* C down and F up in one hold: every check under the lock sees F + C unchanged. */
 	NF_ASSERT(reserve_clean(d) > 0);
 	atomic_fetch_sub_explicit(&d->clean_pages, 1, memory_order_relaxed);
@@ -456,11 +500,22 @@ void nf_pages_free(nf_domain *d, void *p, unsigned order)
 			struct nf_page *page = &d->pages[index];
 			if (likely(page_state(page) == PAGE_USED && page->order == 0 &&
 				   !((uintptr_t)p & (NF_PAGE_SIZE - 1)))) {
+				struct task_charge *charge = page->charge, *mine = tp->charge;
 				page_set_state(page, PAGE_CACHED);
 				page->next = tp->head;
 				tp->head = index;
 				OWNER_ADD(tp->count, 1);
 				OWNER_ADD(tp->frees, 1);
+				/*
+				 * Uncharged: a plain update when this thread runs the task
+				 * charged, else atomic, as a tail call (a call anywhere else
+				 * would make every pair save and restore six registers).
+				 */
+				if (likely(charge == mine)) {
+					OWNER_ADD(charge->owned_out, 1);
+					return;
+				}
+				uncharge_remote(charge, 1);
 				return;
 			}
 		}

@@ -4,6 +4,7 @@
 #include "buddy.h"
 #include "clock.h"
 #include "reserve.h"
+#include "task_charge.h"
 
 /* Bound on one sleep of a waiting allocation. */
 #define WAIT_RECHECK_NS (100u * 1000u * 1000u)
@@ -30,6 +31,8 @@ void page_wait_grant(nf_domain *d)
 
 void pages_returned(nf_domain *d)
 {
+	/* Progress, for the OOM killer's rounds (oom.c). */
+	d->oom.returns++;
 	/* Whole reservations first: each one lets a task run to its end and free everything. */
 	reserve_grant_waiters(d);
 	page_wait_grant(d);
@@ -58,8 +61,34 @@ static void enqueue(nf_domain *d, struct page_waiter *w)
 	}
 }
 
-uint32_t page_wait(nf_domain *d, unsigned order, size_t floor, bool *released)
+/* Takes w off the queue (it leaves without a grant); d->lock held. */
+static void dequeue(nf_domain *d, struct page_waiter *w)
 {
+	struct page_waiter *prev = NULL;
+	for (struct page_waiter *it = d->waiters_head; it; prev = it, it = it->next) {
+		if (it != w)
+			continue;
+		if (prev)
+			prev->next = w->next;
+		else
+			d->waiters_head = w->next;
+		if (d->waiters_tail == w)
+			d->waiters_tail = prev;
+		return;
+	}
+	NF_ASSERT(!"a waiter without a grant is on the queue");
+}
+
+/* Whether the waiting thread's task was killed: it must stop waiting. */
+static bool waiter_killed(void)
+{
+	return atomic_load_explicit(&oom_kills_total, memory_order_relaxed) && charge_current_killed();
+}
+
+uint32_t page_wait(nf_domain *d, unsigned order, size_t floor, bool *released, unsigned flags, const void *caller)
+{
+	struct oom_wait rounds = { 0 };
+	bool may_kill = oom_may_kill(d, floor);
 	struct page_waiter w = { .order = order, .floor = floor, .granted = NF_NO_PAGE };
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
@@ -81,6 +110,16 @@ uint32_t page_wait(nf_domain *d, unsigned order, size_t floor, bool *released)
 		/* The progress re-check: serve the queue ourselves in case a wake-up was missed. */
 		if (w.granted == NF_NO_PAGE)
 			page_wait_grant(d);
+		if (w.granted != NF_NO_PAGE)
+			break;
+		/* No progress for long enough: the OOM killer (oom.c); a killed task stops waiting. */
+		bool killed = may_kill ? oom_wait_round(d, &rounds, order, flags, caller) : waiter_killed();
+		if (killed && w.granted == NF_NO_PAGE) {
+			dequeue(d, &w);
+			/* Others behind us may fit now. */
+			page_wait_grant(d);
+			break;
+		}
 	}
 	d->waiting--;
 	pthread_cond_destroy(&w.wake);

@@ -30,7 +30,12 @@ NF_HIDDEN void page_wait_grant(nf_domain *d);
 NF_HIDDEN void pages_returned(nf_domain *d);
 /* True if an ordinary allocation must queue behind waiters instead of taking pages; d->lock held. */
 NF_HIDDEN bool page_wait_must_queue(const nf_domain *d, size_t floor);
-/* Queues and sleeps until a block of 2^order pages is granted; d->lock held, returns its index. */
-NF_HIDDEN uint32_t page_wait(nf_domain *d, unsigned order, size_t floor, bool *released);
+/*
+ * Queues and sleeps until a block of 2^order pages is granted; d->lock
+ * held, returns its index. While it waits it runs the OOM killer's rounds
+ * (oom.h); NF_NO_PAGE if the caller's own task was killed meanwhile.
+ */
+NF_HIDDEN uint32_t page_wait(nf_domain *d, unsigned order, size_t floor, bool *released, unsigned flags,
+			     const void *caller);
 
 #endif

@@ -472,7 +472,9 @@ static void *alloc_new_slab(nf_cache *c, struct heap *h, unsigned flags)
 	if (!start && !(flags & NF_MAYFAIL) && may_wait)
 		start = pages_alloc_tagged(c->domain, order, flags, NULL, &below_min);
 	if (!start) {
-		errno = (flags & NF_NOWAIT) ? EAGAIN : ENOMEM;
+		/* ECANCELED (a task the OOM killer chose) says more than ENOMEM: keep it. */
+		if (errno != ECANCELED)
+			errno = (flags & NF_NOWAIT) ? EAGAIN : ENOMEM;
 		return NULL;
 	}
 	below_min = below_min && RESERVE_SLABS;

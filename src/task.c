@@ -125,6 +125,8 @@ void nf_task_destroy(nf_task *t)
 		nf_unreserve(r->domain);
 		nf_task_leave(prev);
 	}
+	/* Its pages may outlive it: the accounts become orphans (waiting first for the reaper, if it is a victim). */
+	charges_release(&t->charges);
 	t->magic = 0;
 	nf_free(t);
 }
@@ -142,6 +144,7 @@ nf_task *nf_task_enter(nf_task *t)
 		atomic_store(&prev->entered, false);
 	nf_self.task = t;
 	attach_lists(&t->reservations);
+	charge_switch_lists();
 	return prev;
 }
 
@@ -162,6 +165,7 @@ void nf_task_leave(nf_task *prev)
 		atomic_store(&t->entered, false);
 	nf_self.task = prev;
 	attach_lists(reservations_of(prev));
+	charge_switch_lists();
 }
 
 nf_task *nf_task_current(void)

@@ -16,6 +16,7 @@
 
 #include "nofail.h"
 #include "log.h"
+#include "task_charge.h"
 
 /* Domains a task can hold tokens in at once. */
 #define TASK_RESERVATIONS 4
@@ -50,6 +51,7 @@ struct nf_task {
 	nf_task_ops ops;
 	_Atomic bool entered;                /* a thread is inside it */
 	struct task_reservations reservations;
+	struct task_charges charges;         /* pages charged, by domain (task_charge.h) */
 };
 
 /* The current task's reservations. */

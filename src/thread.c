@@ -48,6 +48,8 @@ static void thread_exit(void *context)
 	}
 	self->exiting = true;
 	domains_unlock();
+	/* Pages the thread allocated may be freed later by others: its accounts become orphans. */
+	charges_release(&self->own_charges);
 	/* If a later destructor allocates again, the hook must run again. */
 	self->exit_hook = false;
 }

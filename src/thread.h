@@ -10,6 +10,7 @@
 
 #include "nofail.h"
 #include "task.h"
+#include "task_charge.h"
 #include "thread_pages.h"
 
 struct heap;
@@ -19,6 +20,7 @@ struct nf_thread {
 	nf_scope_t scope;
 	struct nf_task *task;                /* the explicit task entered, NULL: the thread's own */
 	struct task_reservations own;        /* the thread's own (implicit) task's tokens */
+	struct task_charges own_charges;     /* the implicit task's accounts (task_charge.h) */
 	bool exit_hook;                      /* the destructor is registered */
 	bool exiting;                        /* the destructor has run */
 	struct thread_pages pages[NF_PCP_SLOTS];

@@ -8,6 +8,7 @@
 #include "page_wait.h"
 #include "clock.h"
 #include "thread.h"
+#include "task_charge.h"
 
 static unsigned slot_bitmap; /* under the domains lock */
 
@@ -61,8 +62,20 @@ struct thread_pages *thread_pages_attach(nf_domain *d)
 		d->pcp_list->prev_in_domain = tp;
 	d->pcp_list = tp;
 	tp->domain = d;
+	tp->charge = NULL;
 	pthread_mutex_unlock(&d->lock);
 	thread_register_exit_hook();
+	/*
+	 * The fast path charges the current task's account from here on
+	 * (task_charge.h). Invariant: a list in use has an account, so the
+	 * fast path needs no NULL test; without one the thread takes the
+	 * locked path, which charges nobody.
+	 */
+	tp->charge = charge_current(d);
+	if (!tp->charge) {
+		thread_pages_detach(d, tp);
+		return NULL;
+	}
 	return tp;
 }
 
@@ -114,6 +127,7 @@ static void unlink_list(nf_domain *d, struct thread_pages *tp)
 	d->allocations += OWNER_READ(tp->allocations);
 	d->frees += OWNER_READ(tp->frees);
 	tp->domain = NULL;
+	tp->charge = NULL;
 }
 
 void thread_pages_detach(nf_domain *d, struct thread_pages *tp)

@@ -26,6 +26,13 @@ struct thread_pages {
 	_Atomic unsigned count;
 	_Atomic uint64_t allocations, frees;
 	uint64_t seen_drain_seq;
+	/*
+	 * The current task's account in this domain (task_charge.h), kept in
+	 * step by task enter/leave, so that the fast path charges without a
+	 * search. Never NULL while domain is set: a thread that cannot have
+	 * an account has no list (thread_pages_attach, charge_switch_lists).
+	 */
+	struct task_charge *charge;
 	struct thread_pages *next_in_domain, *prev_in_domain;
 };
 
