@@ -401,6 +401,11 @@ bool        nf_task_killed(void);
  * has charged in d now (approximate while its threads run).
  */
 long        nf_task_charged(const nf_task *t, nf_domain *d);
+/*
+ * Sets t's oom_score_adj (-1000..1000); t NULL: the calling thread's
+ * implicit task (the kernel's /proc/self/oom_score_adj). 0 or -EINVAL.
+ */
+int         nf_task_set_oom_score_adj(nf_task *t, int adj);
 
 /* ------------------------------------------------------------------ */
 /* Scopes and reclaim classes                                          */

@@ -9,9 +9,9 @@
  * shortage. The victim is told (on_kill, nf_task_killed), its waits end,
  * and the reaper (reaper.c) tears down what its reap callback can free.
  *
- * Lock order: d->lock, then oom_lock. The killer runs with neither held
- * when it calls out (on_kill), and takes d->lock only to look at the
- * domain and to wake its waiters.
+ * Lock order: d->lock, then oom_lock. The killer chooses holding both (so
+ * no page can come back unseen while it decides), and calls out (on_kill)
+ * holding neither.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -199,8 +199,14 @@ static void wake_waiters(nf_domain *d)
 		pthread_cond_signal(&w->wake);
 }
 
-/* The killer proper; no lock held. */
-static void oom_kill(nf_domain *d, unsigned order, unsigned flags, const void *caller, unsigned futile)
+/*
+ * The killer proper; no lock held. It chooses with d->lock held, and
+ * gives up if anything came back to the domain since the caller's round
+ * looked (returns_seen) or the caller's wait was granted: a free racing
+ * with the decision must not cost a task its life.
+ */
+static void oom_kill(nf_domain *d, unsigned order, unsigned flags, const void *caller, unsigned futile,
+		     uint64_t returns_seen, const uint32_t *granted)
 {
 	nf_oom_report r;
 	memset(&r, 0, sizeof r);
@@ -208,18 +214,22 @@ static void oom_kill(nf_domain *d, unsigned order, unsigned flags, const void *c
 	nf_describe_address(caller, where, sizeof where);
 	snprintf(r.trigger, sizeof r.trigger, "order-%u flags %.40s by '%.24s' from %.40s", order,
 		 flag_names(flags, names, sizeof names), nf_self.task ? nf_self.task->name : "a thread", where);
+	r.rounds = futile;
+
 	pthread_mutex_lock(&d->lock);
+	if (d->oom.returns != returns_seen || *granted != NF_NO_PAGE) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
 	r.free_pages = d->free_pages;
 	r.min_pages = d->min_pages;
 	r.budget_pages = d->budget_pages;
 	r.reserved_pages = d->reserved_pages;
 	r.waiting = d->waiting;
-	pthread_mutex_unlock(&d->lock);
-	r.rounds = futile;
-
 	pthread_mutex_lock(&oom_lock);
 	bool busy;
 	struct task_charge *victim = choose(d, &r, &busy);
+	pthread_mutex_unlock(&d->lock);
 	if (!victim) {
 		bool first = !busy && d->oom.no_victim++ == 0;
 		pthread_mutex_unlock(&oom_lock);
@@ -249,7 +259,8 @@ static void oom_kill(nf_domain *d, unsigned order, unsigned flags, const void *c
 	pthread_mutex_unlock(&oom_lock);
 }
 
-bool oom_wait_round(nf_domain *d, struct oom_wait *st, unsigned order, unsigned flags, const void *caller)
+bool oom_wait_round(nf_domain *d, struct oom_wait *st, unsigned order, unsigned flags, const void *caller,
+		    const uint32_t *granted)
 {
 	uint64_t now = nf_now_ns();
 	if (!st->last_round_ns) {
@@ -261,18 +272,19 @@ bool oom_wait_round(nf_domain *d, struct oom_wait *st, unsigned order, unsigned 
 	if (now - st->last_round_ns < OOM_ROUND_NS)
 		return false;
 	st->last_round_ns = now;
-	bool progress = d->oom.returns != st->seen_returns;
 	pthread_mutex_unlock(&d->lock);
-	if (reclaim_possible(&d->reclaim) && reclaim_direct(d, (size_t)1 << order, false))
-		progress = true;
+	bool reclaimed = reclaim_possible(&d->reclaim) && reclaim_direct(d, (size_t)1 << order, false);
 	pthread_mutex_lock(&d->lock);
-	/* Pages that came back during our own reclaim count too (they are its progress). */
+	/* Pages that came back since the last round, during our reclaim included, are progress too. */
+	bool progress = reclaimed || d->oom.returns != st->seen_returns;
 	st->seen_returns = d->oom.returns;
+	if (*granted != NF_NO_PAGE)
+		return false;
 	/* Only rounds in a row with nothing at all freed count: slow progress is still progress. */
 	st->futile = progress ? 0 : st->futile + 1;
 	if (st->futile >= d->oom.rounds) {
 		pthread_mutex_unlock(&d->lock);
-		oom_kill(d, order, flags, caller, st->futile);
+		oom_kill(d, order, flags, caller, st->futile, st->seen_returns, granted);
 		pthread_mutex_lock(&d->lock);
 	}
 	return charge_current_killed();

@@ -61,11 +61,12 @@ NF_HIDDEN bool oom_may_kill(const nf_domain *d, size_t floor);
  * One round of a waiting allocation, at most one per OOM_ROUND_NS: counts
  * it futile unless reclaim freed something or pages came back since the
  * last; after d->oom.rounds futile rounds in a row, runs the killer.
- * d->lock held (dropped and retaken). Returns true if the caller's own
- * task has been killed: it must leave the queue.
+ * d->lock held (dropped and retaken); *granted is the caller's waiter's
+ * grant (no kill once it is set). Returns true if the caller's own task
+ * has been killed: it must leave the queue.
  */
 NF_HIDDEN bool oom_wait_round(nf_domain *d, struct oom_wait *st, unsigned order, unsigned flags,
-			      const void *caller);
+			      const void *caller, const uint32_t *granted);
 
 /* The reaper's side, with oom_lock held: */
 /* Wakes the reaper of the domain c is the victim of (its owner wants to go). */

@@ -113,7 +113,7 @@ uint32_t page_wait(nf_domain *d, unsigned order, size_t floor, bool *released, u
 		if (w.granted != NF_NO_PAGE)
 			break;
 		/* No progress for long enough: the OOM killer (oom.c); a killed task stops waiting. */
-		bool killed = may_kill ? oom_wait_round(d, &rounds, order, flags, caller) : waiter_killed();
+		bool killed = may_kill ? oom_wait_round(d, &rounds, order, flags, caller, &w.granted) : waiter_killed();
 		if (killed && w.granted == NF_NO_PAGE) {
 			dequeue(d, &w);
 			/* Others behind us may fit now. */

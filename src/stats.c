@@ -4,6 +4,7 @@
 
 #include "buddy.h"
 #include "domain.h"
+#include "task_charge.h"
 #include "pcache.h"
 #include "reserve.h"
 #include "thread_pages.h"
@@ -65,6 +66,15 @@ void nf_stats_get(nf_domain *d, nf_stats *out)
 	out->reclaim_pages = atomic_load(&r->pages_gained);
 	out->shrinker_calls = atomic_load(&r->scan_calls);
 	out->shrinker_freed = atomic_load(&r->objects_freed);
+	pthread_mutex_lock(&d->lock);
+	out->oom_victim_failures = d->oom.victim_failures;
+	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&oom_lock);
+	out->oom_kills = d->oom.kills;
+	out->oom_skipped = d->oom.skipped;
+	out->oom_reaped_pages = d->oom.reaped_pages;
+	out->oom_no_victim = d->oom.no_victim;
+	pthread_mutex_unlock(&oom_lock);
 	/* After d->lock is let go: the caches' locks come before it. */
 	pcache_stats_get(d, out);
 }
@@ -142,6 +152,11 @@ static void print_json(FILE *f, const nf_stats *s, const nf_reserve_label_stats 
 		(unsigned long long)s->pcache_dropped, (unsigned long long)s->pcache_dropped_for_tokens,
 		(unsigned long long)s->pcache_written, (unsigned long long)s->pcache_write_errors,
 		(unsigned long long)s->pcache_throttled, (unsigned long long)s->pcache_throttle_ns_max);
+	fprintf(f, "\"oom\":{\"kills\":%llu,\"skipped\":%llu,\"reaped_pages\":%llu,\"victim_failures\":%llu,"
+		   "\"no_victim\":%llu},",
+		(unsigned long long)s->oom_kills, (unsigned long long)s->oom_skipped,
+		(unsigned long long)s->oom_reaped_pages, (unsigned long long)s->oom_victim_failures,
+		(unsigned long long)s->oom_no_victim);
 	fprintf(f, "\"reservations\":{\"reserved_pages\":%zu,\"cap_pages\":%zu,\"granted\":%llu,\"failed\":%llu,"
 		   "\"waits\":%llu,\"waiting\":%llu,\"longest_wait_ns\":%llu,\"token_pages\":%llu,\"overruns\":%llu,"
 		   "\"labels\":[",
@@ -191,6 +206,11 @@ static void print_text(FILE *f, const nf_stats *s, const nf_reserve_label_stats 
 		(unsigned long long)s->pcache_dropped, (unsigned long long)s->pcache_dropped_for_tokens,
 		(unsigned long long)s->pcache_written, (unsigned long long)s->pcache_write_errors,
 		(unsigned long long)s->pcache_throttled, (double)s->pcache_throttle_ns_max / 1e6);
+	fprintf(f, "  oom: %llu kills, %llu victims skipped by the reaper, %llu pages reaped, %llu victim allocations"
+		   " failed, %llu times no victim\n",
+		(unsigned long long)s->oom_kills, (unsigned long long)s->oom_skipped,
+		(unsigned long long)s->oom_reaped_pages, (unsigned long long)s->oom_victim_failures,
+		(unsigned long long)s->oom_no_victim);
 	fprintf(f, "  reservations: %zu pages reserved now (cap %zu); %llu granted, %llu failed, %llu waited (%llu now),"
 		   " longest wait %.3f ms; %llu pages taken with tokens, %llu overruns\n",
 		s->reserved_pages, s->reserve_cap_pages, (unsigned long long)s->reservations,

@@ -107,6 +107,10 @@ nf_task *nf_task_create(nf_domain *d, const char *name, const nf_task_ops *ops)
 	t->domain = d;
 	if (ops)
 		t->ops = *ops;
+	if (t->ops.oom_score_adj < -1000 || t->ops.oom_score_adj > 1000) {
+		nf_log("nf_task_create: oom_score_adj %d is outside -1000..1000; clamped", t->ops.oom_score_adj);
+		t->ops.oom_score_adj = t->ops.oom_score_adj < 0 ? -1000 : 1000;
+	}
 	return t;
 }
 

@@ -2,6 +2,7 @@
  * task_charge.c - the account table: which task each allocated page is
  * charged to (task_charge.h says how the counters stay cheap).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -68,7 +69,7 @@ static void account_start(struct task_charge *c, nf_domain *d)
 		c->oom_score_adj = t->ops.oom_score_adj;
 	} else {
 		snprintf(c->name, sizeof c->name, "thread %ld", (long)syscall(SYS_gettid));
-		c->oom_score_adj = 0;
+		c->oom_score_adj = nf_self.oom_score_adj;
 	}
 	atomic_store_explicit(&c->killed, false, memory_order_relaxed);
 	c->pinned = false;
@@ -137,7 +138,9 @@ bool charge_current_killed(void)
 	struct task_charges *all = current_charges();
 	for (int i = 0; i < CHARGE_SLOTS; i++) {
 		struct task_charge *c = all->slot[i];
-		if (c && atomic_load_explicit(&c->killed, memory_order_relaxed))
+		/* An account whose domain is gone says nothing any more (charges_forget_domain). */
+		if (c && atomic_load_explicit(&c->killed, memory_order_relaxed) &&
+		    atomic_load_explicit(&c->domain, memory_order_relaxed))
 			return true;
 	}
 	return false;
@@ -226,6 +229,7 @@ void charges_forget_domain(nf_domain *d)
 		atomic_store_explicit(&c->owned, 0, memory_order_relaxed);
 		atomic_store_explicit(&c->remote, 0, memory_order_relaxed);
 		atomic_store_explicit(&c->domain, NULL, memory_order_relaxed);
+		atomic_store_explicit(&c->killed, false, memory_order_relaxed);
 		int expected = CHARGE_ORPHAN;
 		if (atomic_compare_exchange_strong(&c->state, &expected, CHARGE_FREE)) {
 			c->next_free = free_accounts;
@@ -252,4 +256,28 @@ bool nf_task_killed(void)
 	if (!atomic_load_explicit(&oom_kills_total, memory_order_relaxed))
 		return false;
 	return charge_current_killed();
+}
+
+int nf_task_set_oom_score_adj(nf_task *t, int adj)
+{
+	if (adj < -1000 || adj > 1000) {
+		nf_log("nf_task_set_oom_score_adj: adj %d is outside -1000..1000", adj);
+		return -EINVAL;
+	}
+	if (t && t->magic != TASK_MAGIC) {
+		nf_log("nf_task_set_oom_score_adj: the pointer is not a live task");
+		return -EINVAL;
+	}
+	struct task_charges *all = t ? &t->charges : &nf_self.own_charges;
+	pthread_mutex_lock(&oom_lock);
+	if (t)
+		t->ops.oom_score_adj = adj;
+	else
+		nf_self.oom_score_adj = adj;
+	/* The killer reads the accounts' copies under oom_lock. */
+	for (int i = 0; i < CHARGE_SLOTS; i++)
+		if (all->slot[i])
+			all->slot[i]->oom_score_adj = adj;
+	pthread_mutex_unlock(&oom_lock);
+	return 0;
 }

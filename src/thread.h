@@ -21,6 +21,7 @@ struct nf_thread {
 	struct nf_task *task;                /* the explicit task entered, NULL: the thread's own */
 	struct task_reservations own;        /* the thread's own (implicit) task's tokens */
 	struct task_charges own_charges;     /* the implicit task's accounts (task_charge.h) */
+	int oom_score_adj;                   /* the implicit task's (nf_task_set_oom_score_adj) */
 	bool exit_hook;                      /* the destructor is registered */
 	bool exiting;                        /* the destructor has run */
 	struct thread_pages pages[NF_PCP_SLOTS];

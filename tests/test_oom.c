@@ -1,0 +1,559 @@
+/*
+ * test_oom.c - charging pages to tasks, the OOM killer's choice, one
+ * victim at a time, no kill while reclaim makes progress, the victim's
+ * bounded use of the reserve, the reaper's bound against a lock that is
+ * never released, and the kill report.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixtures.h"
+#include "harness.h"
+#include "nofail.h"
+
+#define MAX_HELD 2048
+
+/* A task of a test, with the pages it holds and what the killer did to it. */
+struct holder {
+	nf_domain *d;
+	nf_task *t;
+	void *pages[MAX_HELD];
+	_Atomic int held;
+	_Atomic int kills;              /* on_kill calls */
+	_Atomic int reaps;              /* reap calls */
+	pthread_mutex_t *reap_lock;     /* reap try-locks this first, if set */
+	uint64_t reap_after_ns;         /* reap answers NF_REAP_AGAIN until then */
+};
+
+static void on_kill(nf_task *t, void *data)
+{
+	struct holder *h = data;
+	(void)t;
+	atomic_fetch_add(&h->kills, 1);
+}
+
+static long free_all(struct holder *h)
+{
+	int n = atomic_exchange(&h->held, 0);
+	for (int i = 0; i < n; i++)
+		nf_pages_free(h->d, h->pages[i], 0);
+	return n;
+}
+
+static long reap(nf_task *t, void *data, unsigned flags)
+{
+	struct holder *h = data;
+	(void)t;
+	atomic_fetch_add(&h->reaps, 1);
+	if (!(flags & NF_REAP_NONBLOCK))
+		return 0;
+	if (h->reap_after_ns && test_now_ns() < h->reap_after_ns)
+		return NF_REAP_AGAIN;
+	if (h->reap_lock && pthread_mutex_trylock(h->reap_lock) != 0)
+		return NF_REAP_AGAIN;
+	long freed = free_all(h);
+	if (h->reap_lock)
+		pthread_mutex_unlock(h->reap_lock);
+	return freed;
+}
+
+static void holder_init(struct holder *h, nf_domain *d, const char *name, int adj)
+{
+	memset(h, 0, sizeof *h);
+	h->d = d;
+	nf_task_ops ops = { .on_kill = on_kill, .reap = reap, .data = h, .oom_score_adj = adj };
+	h->t = nf_task_create(d, name, &ops);
+}
+
+/* n pages (or as many as there are, with n < 0) allocated inside h's task by the calling thread. */
+static int holder_take(struct holder *h, int n)
+{
+	nf_task *prev = nf_task_enter(h->t);
+	int got = 0;
+	while ((n < 0 || got < n) && atomic_load(&h->held) < MAX_HELD) {
+		void *p = nf_pages_alloc(h->d, 0, NF_MAYFAIL);
+		if (!p)
+			break;
+		h->pages[atomic_load(&h->held)] = p;
+		atomic_fetch_add(&h->held, 1);
+		got++;
+	}
+	nf_task_leave(prev);
+	return got;
+}
+
+static void holder_end(struct holder *h)
+{
+	free_all(h);
+	nf_task_destroy(h->t);
+}
+
+static nf_domain *oom_domain(size_t pages, unsigned rounds, const char *name)
+{
+	nf_domain_config cfg = { .budget_bytes = pages * NF_PAGE_SIZE, .name = name, .min_pages = 16,
+				 .low_pages = 20, .high_pages = 24, .trim_delay_ms = NF_TRIM_NEVER,
+				 .oom_rounds = rounds };
+	nf_domain *d = nf_domain_create(&cfg);
+	if (!d)
+		abort();
+	/* The test's own thread (charged with the tasks' structs) is never the victim: the tests choose. */
+	nf_task_set_oom_score_adj(NULL, -1000);
+	return d;
+}
+
+/* ---- charging ---- */
+
+struct charge_job {
+	nf_domain *d;
+	nf_task *t;
+	void **pages;
+	int n;
+};
+
+static void *alloc_in_task(void *arg)
+{
+	struct charge_job *job = arg;
+	nf_task *prev = nf_task_enter(job->t);
+	for (int i = 0; i < job->n; i++)
+		job->pages[i] = nf_pages_alloc(job->d, 0, 0);
+	nf_task_leave(prev);
+	return NULL;
+}
+
+static void *free_half(void *arg)
+{
+	struct charge_job *job = arg;
+	for (int i = 0; i < job->n / 2; i++)
+		nf_pages_free(job->d, job->pages[i], 0);
+	return NULL;
+}
+
+static void charging_case(nf_domain *d)
+{
+	nf_task *t = nf_task_create(d, "charged", NULL);
+	REQUIRE(t);
+	void *pages[200];
+	struct charge_job job = { d, t, pages, 200 };
+	pthread_t thread;
+	/* Allocated by another thread inside t: charged to t, whoever's thread it was. */
+	pthread_create(&thread, NULL, alloc_in_task, &job);
+	pthread_join(thread, NULL);
+	CHECK_EQ(nf_task_charged(t, d), 200);
+	/* Half freed by a third thread (not in t): uncharged from t all the same. */
+	pthread_create(&thread, NULL, free_half, &job);
+	pthread_join(thread, NULL);
+	CHECK_EQ(nf_task_charged(t, d), 100);
+	/* The rest freed by this thread inside t (the owner's plain counters). */
+	nf_task *prev = nf_task_enter(t);
+	for (int i = 100; i < 200; i++)
+		nf_pages_free(d, pages[i], 0);
+	CHECK_EQ(nf_task_charged(t, d), 0);
+	/* A larger block counts its pages; a slab counts whole, for the task that took it. */
+	void *block = nf_pages_alloc(d, 3, 0);
+	CHECK_EQ(nf_task_charged(t, d), 8);
+	void *obj = nf_alloc(d, 64, 0);
+	long with_slab = nf_task_charged(t, d);
+	CHECK(with_slab > 8);
+	nf_task_leave(prev);
+	/* Outside the task, this thread's allocations are its own (implicit) task's. */
+	void *mine = nf_pages_alloc(d, 0, 0);
+	CHECK_EQ(nf_task_charged(t, d), with_slab);
+	nf_pages_free(d, mine, 0);
+	nf_pages_free(d, block, 3);
+	CHECK_EQ(nf_task_charged(t, d), with_slab - 8);
+	nf_free(obj);
+	nf_task_destroy(t);
+}
+
+TEST(charging_across_threads_with_thread_lists)
+{
+	nf_domain *d = domain_for_test(16 * MiB, "charge-lists");
+	REQUIRE(d);
+	charging_case(d);
+	nf_domain_destroy(d);
+}
+
+TEST(charging_across_threads_on_the_locked_path)
+{
+	nf_domain *d = domain_of_pages(512, "charge-locked");
+	charging_case(d);
+	nf_domain_destroy(d);
+}
+
+TEST(pages_outlive_their_task)
+{
+	nf_domain *d = domain_of_pages(256, "orphan");
+	nf_task *t = nf_task_create(d, "short-lived", NULL);
+	nf_task *prev = nf_task_enter(t);
+	void *p = nf_pages_alloc(d, 0, 0);
+	nf_task_leave(prev);
+	nf_task_destroy(t);
+	/* The account is an orphan now; the free uncharges and recycles it. */
+	nf_pages_free(d, p, 0);
+	nf_domain_destroy(d);
+}
+
+/* ---- selection and the report ---- */
+
+struct waiter_job {
+	nf_domain *d;
+	unsigned flags;
+	void *page;
+	int error;
+};
+
+static void *blocking_alloc(void *arg)
+{
+	struct waiter_job *job = arg;
+	errno = 0;
+	job->page = nf_pages_alloc(job->d, 0, job->flags);
+	job->error = errno;
+	return NULL;
+}
+
+static void selection_case(void *arg)
+{
+	(void)arg;
+	nf_domain *d = oom_domain(256, 2, "select");
+	static struct holder big, small, shielded;
+	holder_init(&big, d, "big", 0);
+	holder_init(&small, d, "small", 500);
+	holder_init(&shielded, d, "shielded", -1000);
+	CHECK_EQ(holder_take(&big, 60), 60);
+	CHECK_EQ(holder_take(&small, 20), 20);
+	/* The shielded task holds the most by far: -1000 is never chosen all the same. */
+	CHECK(holder_take(&shielded, -1) > 60);
+	/* This thread holds nothing: its blocking allocation waits, then the killer runs. */
+	void *p = nf_pages_alloc(d, 0, 0);
+	CHECK(p != NULL);
+	CHECK_EQ(atomic_load(&small.kills), 1);
+	CHECK_EQ(atomic_load(&big.kills), 0);
+	CHECK_EQ(atomic_load(&shielded.kills), 0);
+	nf_oom_report r;
+	REQUIRE(nf_oom_last_report(d, &r) == 0);
+	CHECK_EQ(r.kill, 1);
+	CHECK(strcmp(r.victim, "small") == 0);
+	CHECK_EQ(r.victim_charged, 20);
+	/* 20 pages + 500/1000 of the usable pages. */
+	CHECK(r.victim_score > 60);
+	CHECK(r.tasks >= 3);
+	CHECK(strstr(r.trigger, "order-0") != NULL);
+	CHECK(strstr(r.trigger, "test_oom") != NULL);
+	CHECK(r.min_pages == 16 && r.free_pages <= 16 && r.budget_pages == 256);
+	CHECK(r.rounds >= 2);
+	bool saw_shielded = false;
+	for (unsigned i = 0; i < r.tasks && i < NF_OOM_REPORT_ROWS; i++) {
+		if (!strcmp(r.rows[i].name, "shielded")) {
+			saw_shielded = true;
+			CHECK(!r.rows[i].victim);
+			CHECK_EQ(r.rows[i].oom_score_adj, -1000);
+		}
+		if (!strcmp(r.rows[i].name, "small"))
+			CHECK(r.rows[i].victim);
+	}
+	CHECK(saw_shielded);
+	/* The reaper's part comes a little later. */
+	for (int i = 0; i < 200 && !r.reap_done; i++) {
+		sleep_ms(5);
+		nf_oom_last_report(d, &r);
+	}
+	CHECK(r.reap_done && !r.skipped);
+	CHECK_EQ(r.pages_reaped, 20);
+	nf_stats s = stats_now(d);
+	CHECK_EQ(s.oom_kills, 1);
+	CHECK_EQ(s.oom_reaped_pages, 20);
+	nf_pages_free(d, p, 0);
+	holder_end(&small);
+	nf_oom_last_report(d, &r);
+	CHECK(r.gone);
+	holder_end(&big);
+	holder_end(&shielded);
+	nf_domain_destroy(d);
+}
+
+TEST(victim_by_charge_and_score_with_its_report)
+{
+	char out[16384];
+	REQUIRE(run_in_child(selection_case, NULL, out, sizeof out));
+	/* The report on stderr: trigger, domain, the table, the victim and why, then the reaper and the end. */
+	CHECK(strstr(out, "oom: domain 'select': kill 1, invoked by order-0 flags 0 by 'a thread' from") != NULL);
+	CHECK(strstr(out, "free (min 16)") != NULL);
+	CHECK(strstr(out, "charged") != NULL && strstr(out, "score") != NULL);
+	CHECK(strstr(out, "<- victim") != NULL);
+	CHECK(strstr(out, "killed 'small': highest score of 2 eligible tasks (charged 20 pages, oom_score_adj 500)") != NULL);
+	CHECK(strstr(out, "reaped 'small': 20 pages in 1 tries") != NULL);
+	CHECK(strstr(out, "'small' gone") != NULL);
+}
+
+static void *free_later(void *arg)
+{
+	struct holder *h = arg;
+	sleep_ms(800);
+	free_all(h);
+	return NULL;
+}
+
+TEST(minus_1000_is_never_chosen)
+{
+	nf_domain *d = oom_domain(256, 2, "shielded");
+	static struct holder only;
+	holder_init(&only, d, "only", -1000);
+	holder_take(&only, -1);
+	pthread_t thread;
+	pthread_create(&thread, NULL, free_later, &only);
+	int quiet = stderr_quiet_begin();
+	void *p = nf_pages_alloc(d, 0, 0);
+	stderr_quiet_end(quiet);
+	pthread_join(thread, NULL);
+	CHECK(p != NULL);
+	nf_stats s = stats_now(d);
+	CHECK_EQ(s.oom_kills, 0);
+	CHECK(s.oom_no_victim >= 1);
+	CHECK_EQ(atomic_load(&only.kills), 0);
+	nf_pages_free(d, p, 0);
+	holder_end(&only);
+	nf_domain_destroy(d);
+}
+
+/* ---- one victim at a time ---- */
+
+TEST(exactly_one_victim_in_flight)
+{
+	nf_domain *d = oom_domain(256, 2, "one");
+	static struct holder first, second;
+	holder_init(&first, d, "first", 0);
+	holder_init(&second, d, "second", 0);
+	holder_take(&first, 140);
+	holder_take(&second, -1);
+	/* The first victim takes 700 ms to reap: others must wait for it, not kill the second. */
+	first.reap_after_ns = test_now_ns() + 700u * 1000000u;
+	struct waiter_job jobs[4];
+	pthread_t threads[4];
+	int quiet = stderr_quiet_begin();
+	for (int i = 0; i < 4; i++) {
+		jobs[i] = (struct waiter_job){ .d = d };
+		pthread_create(&threads[i], NULL, blocking_alloc, &jobs[i]);
+	}
+	uint64_t most = 0;
+	for (int i = 0; i < 50; i++) {
+		nf_stats s = stats_now(d);
+		if (s.oom_kills > most)
+			most = s.oom_kills;
+		sleep_ms(20);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(threads[i], NULL);
+	stderr_quiet_end(quiet);
+	CHECK_EQ(most, 1);
+	CHECK_EQ(stats_now(d).oom_kills, 1);
+	CHECK_EQ(atomic_load(&first.kills), 1);
+	CHECK_EQ(atomic_load(&second.kills), 0);
+	CHECK(atomic_load(&first.reaps) > 1);
+	for (int i = 0; i < 4; i++) {
+		CHECK(jobs[i].page != NULL);
+		nf_pages_free(d, jobs[i].page, 0);
+	}
+	holder_end(&first);
+	holder_end(&second);
+	nf_domain_destroy(d);
+}
+
+/* ---- no kill while reclaim makes progress ---- */
+
+struct slow_cache {
+	struct holder *h;
+	uint64_t until_ns;   /* frees an object (not a page) per scan until then, then the pages */
+};
+
+static size_t slow_count(void *data)
+{
+	struct slow_cache *c = data;
+	return (size_t)atomic_load(&c->h->held) + 1;
+}
+
+static size_t slow_scan(void *data, size_t nr, unsigned flags)
+{
+	struct slow_cache *c = data;
+	(void)nr;
+	(void)flags;
+	if (test_now_ns() < c->until_ns) {
+		sleep_ms(10);
+		return 1;   /* slow progress: something freed each time, no page yet */
+	}
+	return (size_t)free_all(c->h);
+}
+
+TEST(no_kill_while_reclaim_makes_progress)
+{
+	nf_domain *d = oom_domain(256, 2, "progress");
+	static struct holder victim, cache_pages;
+	holder_init(&victim, d, "candidate", 0);
+	holder_init(&cache_pages, d, "cache", -1000);
+	holder_take(&victim, 100);
+	holder_take(&cache_pages, -1);
+	/* Two futile rounds would kill within about 300 ms; reclaim frees something for 1.2 s. */
+	struct slow_cache sc = { &cache_pages, test_now_ns() + 1200u * 1000000u };
+	nf_shrinker_ops ops = { .name = "slow", .count = slow_count, .scan = slow_scan, .data = &sc };
+	nf_shrinker *s = nf_shrinker_register(d, &ops);
+	REQUIRE(s);
+	void *p = nf_pages_alloc(d, 0, 0);
+	CHECK(p != NULL);
+	CHECK(test_now_ns() >= sc.until_ns);
+	CHECK_EQ(stats_now(d).oom_kills, 0);
+	CHECK_EQ(atomic_load(&victim.kills), 0);
+	nf_shrinker_unregister(s);
+	nf_pages_free(d, p, 0);
+	holder_end(&victim);
+	holder_end(&cache_pages);
+	nf_domain_destroy(d);
+}
+
+/* ---- the victim unwinds on half the reserve, then gets ECANCELED ---- */
+
+struct unwind_job {
+	struct holder *h;
+	int got;
+	int error;
+	bool mayfail_canceled, nowait_canceled;
+	void *extra[64];
+};
+
+static void *victim_thread(void *arg)
+{
+	struct unwind_job *job = arg;
+	struct holder *h = job->h;
+	nf_task *prev = nf_task_enter(h->t);
+	while (!nf_task_killed())
+		sleep_ms(5);
+	errno = 0;
+	job->mayfail_canceled = !nf_pages_alloc(h->d, 0, NF_MAYFAIL) && errno == ECANCELED;
+	errno = 0;
+	job->nowait_canceled = !nf_pages_alloc(h->d, 0, NF_NOWAIT) && errno == ECANCELED;
+	/* Blocking allocations: a part of the reserve, then NULL instead of a hang. */
+	for (;;) {
+		errno = 0;
+		void *p = nf_pages_alloc(h->d, 0, 0);
+		if (!p) {
+			job->error = errno;
+			break;
+		}
+		if (job->got < 64)
+			job->extra[job->got] = p;
+		job->got++;
+	}
+	for (int i = 0; i < job->got && i < 64; i++)
+		nf_pages_free(h->d, job->extra[i], 0);
+	nf_task_leave(prev);
+	/* It unwinds: everything it held goes. */
+	free_all(h);
+	return NULL;
+}
+
+TEST(victim_uses_at_most_half_the_reserve)
+{
+	nf_domain *d = oom_domain(256, 2, "unwind");
+	static struct holder leaker, other;
+	holder_init(&leaker, d, "leaker", 0);
+	holder_init(&other, d, "other", -1000);
+	holder_take(&other, 20);
+	holder_take(&leaker, -1);
+	/* Not reapable: it must unwind by itself. */
+	leaker.reap_lock = NULL;
+	leaker.reap_after_ns = UINT64_MAX;
+	struct unwind_job job = { .h = &leaker };
+	pthread_t victim;
+	pthread_create(&victim, NULL, victim_thread, &job);
+	CHECK(!nf_task_killed());
+	int quiet = stderr_quiet_begin();
+	void *p = nf_pages_alloc(d, 0, 0);
+	pthread_join(victim, NULL);
+	stderr_quiet_end(quiet);
+	CHECK(p != NULL);
+	CHECK(!nf_task_killed());
+	CHECK(job.mayfail_canceled);
+	CHECK(job.nowait_canceled);
+	CHECK_EQ(job.error, ECANCELED);
+	/* min is 16: the victim may take it down to 8, no further. */
+	CHECK(job.got <= 8);
+	CHECK(job.got >= 1);
+	nf_stats s = stats_now(d);
+	CHECK(s.oom_victim_failures >= 3);
+	CHECK_EQ(s.oom_kills, 1);
+	nf_pages_free(d, p, 0);
+	holder_end(&leaker);
+	holder_end(&other);
+	nf_domain_destroy(d);
+}
+
+/* ---- the reaper's bound ---- */
+
+static pthread_mutex_t never_released = PTHREAD_MUTEX_INITIALIZER;
+
+TEST(reaper_gives_up_on_a_lock_never_released)
+{
+	nf_domain *d = oom_domain(256, 2, "stuck");
+	static struct holder stuck, next;
+	holder_init(&stuck, d, "stuck", 0);
+	holder_init(&next, d, "next", 0);
+	holder_take(&next, 50);
+	holder_take(&stuck, -1);
+	stuck.reap_lock = &never_released;
+	pthread_mutex_lock(&never_released);   /* held to the end: a reaper that blocked would hang here */
+	int quiet = stderr_quiet_begin();
+	uint64_t start = test_now_ns();
+	void *p = nf_pages_alloc(d, 0, 0);
+	uint64_t took = test_now_ns() - start;
+	stderr_quiet_end(quiet);
+	CHECK(p != NULL);
+	/* Ten tries over about a second, then skipped, and the next victim reaped. */
+	CHECK_EQ(atomic_load(&stuck.reaps), 10);
+	CHECK_EQ(atomic_load(&stuck.kills), 1);
+	CHECK_EQ(atomic_load(&next.kills), 1);
+	CHECK(took >= 900ull * 1000000u && took < 5000ull * 1000000u);
+	/* The page came as the reap callback freed; the reaper's bookkeeping follows it. */
+	nf_oom_report r;
+	REQUIRE(nf_oom_last_report(d, &r) == 0);
+	for (int i = 0; i < 200 && !r.reap_done; i++) {
+		sleep_ms(5);
+		nf_oom_last_report(d, &r);
+	}
+	CHECK(r.reap_done && !r.skipped);
+	nf_stats s = stats_now(d);
+	CHECK_EQ(s.oom_kills, 2);
+	CHECK_EQ(s.oom_skipped, 1);
+	CHECK_EQ(s.oom_reaped_pages, 50);
+	CHECK_EQ(r.kill, 2);
+	CHECK(strcmp(r.victim, "next") == 0);
+	/* The stuck task was killed before: in the second table it is dying, not chosen again. */
+	bool saw_dying = false;
+	for (unsigned i = 0; i < r.tasks && i < NF_OOM_REPORT_ROWS; i++)
+		if (!strcmp(r.rows[i].name, "stuck"))
+			saw_dying = r.rows[i].dying && !r.rows[i].victim;
+	CHECK(saw_dying);
+	pthread_mutex_unlock(&never_released);
+	nf_pages_free(d, p, 0);
+	holder_end(&stuck);
+	holder_end(&next);
+	nf_domain_destroy(d);
+}
+
+TEST(oom_never_waits)
+{
+	nf_domain *d = oom_domain(256, NF_OOM_NEVER, "never");
+	static struct holder h;
+	holder_init(&h, d, "h", 0);
+	holder_take(&h, -1);
+	pthread_t thread;
+	pthread_create(&thread, NULL, free_later, &h);
+	void *p = nf_pages_alloc(d, 0, 0);
+	pthread_join(thread, NULL);
+	CHECK(p != NULL);
+	CHECK_EQ(stats_now(d).oom_kills, 0);
+	CHECK_EQ(stats_now(d).oom_no_victim, 0);
+	nf_pages_free(d, p, 0);
+	holder_end(&h);
+	nf_domain_destroy(d);
+}
