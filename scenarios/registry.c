@@ -12,6 +12,7 @@ extern const struct scenario scenario_storm;
 extern const struct scenario scenario_mempool;
 extern const struct scenario scenario_lockdep;
 extern const struct scenario scenario_netswap;
+extern const struct scenario scenario_oom;
 
 const struct scenario *const scenario_table[] = {
 	&scenario_waiters,
@@ -19,6 +20,7 @@ const struct scenario *const scenario_table[] = {
 	&scenario_mempool,
 	&scenario_lockdep,
 	&scenario_netswap,
+	&scenario_oom,
 };
 
 const size_t scenario_count = sizeof scenario_table / sizeof scenario_table[0];
