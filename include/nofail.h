@@ -100,7 +100,10 @@ void       nf_domain_drain(nf_domain *d);
  * 0: may sleep, never fails. A blocking allocation that finds no memory
  *    waits until some is freed; it never returns NULL. (A blocking request
  *    that could never be met, larger than the domain, is a programming
- *    error: it aborts with a message naming the call.)
+ *    error: it aborts with a message naming the call.) The one exception:
+ *    in a task the OOM killer chose (nf_task_killed), a blocking request
+ *    that half the emergency reserve cannot meet returns NULL, errno
+ *    ECANCELED, so that the task unwinds instead of hanging.
  */
 #define NF_MAYFAIL    0x01u  /* return NULL (ENOMEM) instead of waiting indefinitely */
 #define NF_NOWAIT     0x02u  /* never sleep; NULL (EAGAIN) if memory is not there now */

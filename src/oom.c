@@ -108,48 +108,61 @@ static struct oom_record *record_of(nf_domain *d)
 	return NULL;
 }
 
+/* Whether the killer may choose c at all (its score aside). */
+static bool eligible(const struct task_charge *c)
+{
+	return !atomic_load_explicit(&c->killed, memory_order_relaxed) && !c->exiting && c->oom_score_adj > -1000 &&
+	       charge_pages(c) > 0;
+}
+
 /*
  * Chooses the victim among d's accounts and marks it; fills *r. Returns
- * it, or NULL (none eligible, or one already in flight: *busy). oom_lock held.
+ * it, or NULL (none eligible, or one already in flight: *busy). d->lock
+ * and oom_lock held.
  */
 static struct task_charge *choose(nf_domain *d, nf_oom_report *r, bool *busy)
 {
 	*busy = d->oom.victim != NULL;
 	if (*busy)
 		return NULL;
-	struct task_charge *table = charge_table(), *best = NULL;
+	unsigned used;
+	struct task_charge *table = charge_table(&used), *best = NULL;
 	long best_score = 0;
-	unsigned eligible = 0;
-	for (unsigned i = 0; i < CHARGE_ACCOUNTS; i++) {
+	unsigned candidates = 0;
+	/* Orphans (their task or thread gone) are nobody to kill; they are not in the table either. */
+	for (unsigned i = 0; i < used; i++) {
+		struct task_charge *c = &table[i];
+		if (atomic_load_explicit(&c->domain, memory_order_relaxed) != d ||
+		    atomic_load_explicit(&c->state, memory_order_relaxed) != CHARGE_LIVE || !eligible(c))
+			continue;
+		candidates++;
+		long score = badness(d, c);
+		/* Ties go to the task seen first, as the kernel's scan does. */
+		if (!best || score > best_score) {
+			best = c;
+			best_score = score;
+		}
+	}
+	for (unsigned i = 0; i < used; i++) {
 		struct task_charge *c = &table[i];
 		if (atomic_load_explicit(&c->domain, memory_order_relaxed) != d ||
 		    atomic_load_explicit(&c->state, memory_order_relaxed) != CHARGE_LIVE)
 			continue;
 		nf_oom_task_row row = { .charged = charge_pages(c), .oom_score_adj = c->oom_score_adj,
 					.score = badness(d, c),
-					.dying = atomic_load_explicit(&c->killed, memory_order_relaxed) };
+					.dying = atomic_load_explicit(&c->killed, memory_order_relaxed),
+					.victim = c == best };
 		snprintf(row.name, sizeof row.name, "%s", c->name);
 		add_row(r, &row);
 		r->tasks++;
-		if (row.dying || c->exiting || c->oom_score_adj <= -1000 || row.charged == 0)
-			continue;
-		eligible++;
-		/* Ties go to the task seen first, as the kernel's scan does. */
-		if (!best || row.score > best_score) {
-			best = c;
-			best_score = row.score;
-		}
 	}
 	if (!best)
 		return NULL;
-	for (unsigned i = 0; i < NF_OOM_REPORT_ROWS && i < r->tasks; i++)
-		if (!strcmp(r->rows[i].name, best->name) && r->rows[i].score == best_score)
-			r->rows[i].victim = true;
 	snprintf(r->victim, sizeof r->victim, "%s", best->name);
 	r->victim_charged = charge_pages(best);
 	r->victim_score = best_score;
 	snprintf(r->why, sizeof r->why, "highest score of %u eligible tasks (charged %ld pages, oom_score_adj %d)",
-		 eligible, r->victim_charged, best->oom_score_adj);
+		 candidates, r->victim_charged, best->oom_score_adj);
 	atomic_store_explicit(&best->killed, true, memory_order_relaxed);
 	best->killed_ns = nf_now_ns();
 	best->pinned = true;
@@ -159,6 +172,7 @@ static struct task_charge *choose(nf_domain *d, nf_oom_report *r, bool *busy)
 	d->oom.kills++;
 	r->kill = d->oom.kills;
 	atomic_fetch_add(&oom_kills_total, 1);
+	NF_ASSERT(d->oom.victim->pinned && atomic_load(&d->oom.victim->killed));
 	return best;
 }
 

@@ -26,8 +26,9 @@ static struct task_charge *free_accounts;   /* recycled ones; under oom_lock */
 static unsigned accounts_used;              /* high-water mark of the table; under oom_lock */
 static _Atomic bool table_full_reported;
 
-struct task_charge *charge_table(void)
+struct task_charge *charge_table(unsigned *used)
 {
+	*used = accounts_used;
 	return accounts;
 }
 
@@ -243,12 +244,16 @@ long nf_task_charged(const nf_task *t, nf_domain *d)
 {
 	if (!t || t->magic != TASK_MAGIC || !domain_valid(d, "nf_task_charged"))
 		return 0;
+	long charged = 0;
+	/* The slots change under oom_lock (a claim); the counters are read as they are. */
+	pthread_mutex_lock(&oom_lock);
 	for (int i = 0; i < CHARGE_SLOTS; i++) {
 		struct task_charge *c = t->charges.slot[i];
 		if (c && atomic_load_explicit(&c->domain, memory_order_relaxed) == d)
-			return charge_pages(c);
+			charged = charge_pages(c);
 	}
-	return 0;
+	pthread_mutex_unlock(&oom_lock);
+	return charged;
 }
 
 bool nf_task_killed(void)

@@ -77,8 +77,8 @@ NF_HIDDEN extern pthread_cond_t oom_unpinned;
 /* Kills ever made in the process: while 0, nothing needs to ask whether a task was killed. */
 NF_HIDDEN extern _Atomic unsigned long oom_kills_total;
 
-/* The account table, for the killer's walk (oom_lock held). */
-NF_HIDDEN struct task_charge *charge_table(void);
+/* The account table and how much of it was ever used, for the killer's walk (oom_lock held). */
+NF_HIDDEN struct task_charge *charge_table(unsigned *used);
 
 /* The current task's account in d, claiming one if it has none; NULL if none can be had. Slow path. */
 NF_HIDDEN struct task_charge *charge_current(nf_domain *d);
