@@ -82,11 +82,16 @@ static void account_start(struct task_charge *c, nf_domain *d)
 
 struct task_charge *charge_current_existing(nf_domain *d)
 {
+	struct task_charge *hint = nf_self.charge_hint;
+	if (hint && atomic_load_explicit(&hint->domain, memory_order_relaxed) == d)
+		return hint;
 	struct task_charges *all = current_charges();
 	for (int i = 0; i < CHARGE_SLOTS; i++) {
 		struct task_charge *c = all->slot[i];
-		if (c && atomic_load_explicit(&c->domain, memory_order_relaxed) == d)
+		if (c && atomic_load_explicit(&c->domain, memory_order_relaxed) == d) {
+			nf_self.charge_hint = c;
 			return c;
+		}
 	}
 	return NULL;
 }
@@ -123,6 +128,7 @@ struct task_charge *charge_current(nf_domain *d)
 
 void charge_switch_lists(void)
 {
+	nf_self.charge_hint = NULL;
 	for (int slot = 0; slot < NF_PCP_SLOTS; slot++) {
 		struct thread_pages *tp = &nf_self.pages[slot];
 		if (!tp->domain)
@@ -149,8 +155,7 @@ bool charge_current_killed(void)
 
 void charge_block(nf_domain *d, struct nf_page *page, long pages)
 {
-	struct thread_pages *tp = thread_pages_own(d);
-	struct task_charge *c = tp && tp->charge ? tp->charge : charge_current(d);
+	struct task_charge *c = charge_current(d);
 	page->charge = c;
 	if (c)
 		OWNER_ADD(c->owned, pages);
@@ -190,6 +195,8 @@ void uncharge_block(nf_domain *d, struct nf_page *page, long pages)
 
 void charges_release(struct task_charges *all)
 {
+	if (all == &nf_self.own_charges)
+		nf_self.charge_hint = NULL;
 	pthread_mutex_lock(&oom_lock);
 	for (int i = 0; i < CHARGE_SLOTS; i++) {
 		struct task_charge *c = all->slot[i];

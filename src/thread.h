@@ -22,6 +22,12 @@ struct nf_thread {
 	struct task_reservations own;        /* the thread's own (implicit) task's tokens */
 	struct task_charges own_charges;     /* the implicit task's accounts (task_charge.h) */
 	int oom_score_adj;                   /* the implicit task's (nf_task_set_oom_score_adj) */
+	/*
+	 * The current task's last account used by the locked paths (no
+	 * search). Cleared on task enter/leave and thread exit; used only
+	 * while its domain is still the one asked for.
+	 */
+	struct task_charge *charge_hint;
 	bool exit_hook;                      /* the destructor is registered */
 	bool exiting;                        /* the destructor has run */
 	struct thread_pages pages[NF_PCP_SLOTS];
