@@ -362,11 +362,6 @@ typedef struct nf_task nf_task;
  *   The reaper gives up after a bounded time (10 tries over one second).
  * oom_score_adj: -1000 (never chosen) to 1000 (chosen first); added to a
  *   task's charged pages as adj/1000 of the domain, as the kernel's badness.
- *
- * Source compatibility: until issue 7 reap was
- * `size_t (*reap)(nf_task *, void *)`; it now returns long and takes the
- * flags. Initializers of { on_kill, reap, data } still compile (with a
- * reap of the new type); oom_score_adj was added at the end.
  */
 typedef struct nf_task_ops {
 	void (*on_kill)(nf_task *t, void *data);

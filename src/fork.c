@@ -4,13 +4,16 @@
  * The order is the one the allocation paths nest them in, outermost
  * first: the domains lock (thread exit, then d->lock), malloc's class
  * creation lock, the domain's cache list, the heap pool (slabs given away
- * go to their caches), each size-class cache, d->lock, and the reclaim
- * lock (which code takes after d->lock, never before). Taking them in any
+ * go to their caches), each size-class cache, d->lock, the OOM killer's
+ * lock and the reclaim lock (which code takes after d->lock, never
+ * before). Taking them in any
  * other order could deadlock against a thread allocating while we fork.
  */
 #include "fork.h"
 
+#include "oom.h"
 #include "slab.h"
+#include "task_charge.h"
 #include "thread.h"
 
 static void caches_lock_all(nf_domain *d)
@@ -40,12 +43,14 @@ void fork_prepare(nf_domain *d)
 	heap_fork_lock();
 	caches_lock_all(d);
 	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&oom_lock);
 	pthread_mutex_lock(&d->reclaim.lock);
 }
 
 void fork_parent(nf_domain *d)
 {
 	pthread_mutex_unlock(&d->reclaim.lock);
+	pthread_mutex_unlock(&oom_lock);
 	pthread_mutex_unlock(&d->lock);
 	caches_unlock_all(d);
 	heap_fork_unlock();
@@ -64,5 +69,6 @@ void fork_child(nf_domain *d)
 	d->waiters_head = NULL;
 	d->waiters_tail = NULL;
 	d->waiting = 0;
+	oom_fork_child(d);
 	fork_parent(d);
 }

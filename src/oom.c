@@ -68,6 +68,21 @@ void oom_destroy(nf_domain *d)
 	pthread_cond_destroy(&d->oom.reaper_wake);
 }
 
+void oom_fork_child(nf_domain *d)
+{
+	/*
+	 * No reaper here, and the victim's threads are the parent's: let go of
+	 * a victim in flight (it stays killed, so it is not chosen again), or
+	 * the child's killer would wait for it forever.
+	 */
+	d->oom.reaper_running = false;
+	if (d->oom.victim) {
+		d->oom.victim->pinned = false;
+		d->oom.victim = NULL;
+		d->oom.victim_ready = false;
+	}
+}
+
 bool oom_may_kill(const nf_domain *d, size_t floor)
 {
 	/* Reclaimers (the memalloc scope, NF_MEMALLOC) are what the victim's end may wait on. */

@@ -52,6 +52,9 @@ NF_HIDDEN void oom_init(nf_domain *d, unsigned rounds);
 /* Stops the reaper and gives the report back (domain destroy); no lock held. */
 NF_HIDDEN void oom_destroy(nf_domain *d);
 
+/* In a child after fork, with oom_lock held: the reaper thread stayed in the parent. */
+NF_HIDDEN void oom_fork_child(nf_domain *d);
+
 /*
  * Whether a waiting allocation with this floor and scope may run the
  * killer (not reclaimers, which the killing must not wait on). d->lock held.

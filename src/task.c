@@ -99,6 +99,11 @@ nf_task *nf_task_create(nf_domain *d, const char *name, const nf_task_ops *ops)
 		errno = EINVAL;
 		return NULL;
 	}
+	if (ops && (ops->oom_score_adj < -1000 || ops->oom_score_adj > 1000)) {
+		nf_log("nf_task_create: oom_score_adj %d is outside -1000..1000", ops->oom_score_adj);
+		errno = EINVAL;
+		return NULL;
+	}
 	nf_task *t = nf_alloc(d, sizeof *t, NF_MAYFAIL | NF_ZERO);
 	if (!t)
 		return NULL;
@@ -107,10 +112,6 @@ nf_task *nf_task_create(nf_domain *d, const char *name, const nf_task_ops *ops)
 	t->domain = d;
 	if (ops)
 		t->ops = *ops;
-	if (t->ops.oom_score_adj < -1000 || t->ops.oom_score_adj > 1000) {
-		nf_log("nf_task_create: oom_score_adj %d is outside -1000..1000; clamped", t->ops.oom_score_adj);
-		t->ops.oom_score_adj = t->ops.oom_score_adj < 0 ? -1000 : 1000;
-	}
 	return t;
 }
 
