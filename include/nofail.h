@@ -198,9 +198,12 @@ bool   nf_debug_from_reserve(const void *p);
  * -EDEADLK from a request that cannot be granted at once: its waiting
  * could hold up the very frees it waits for.
  *
- * Returns 0, -ENOMEM, -EDEADLK, -ETIMEDOUT (nf_reserve_timeout) or -EINVAL
- * (NULL or dead domain, 0 pages, more than the cap, unknown flags; with a
- * line on stderr).
+ * A task the OOM killer chose does not wait: -ECANCELED, at once or as
+ * soon as the kill reaches it in the queue.
+ *
+ * Returns 0, -ENOMEM, -EDEADLK, -ETIMEDOUT (nf_reserve_timeout), -ECANCELED
+ * or -EINVAL (NULL or dead domain, 0 pages, more than the cap, unknown
+ * flags; with a line on stderr).
  */
 int    nf_reserve(nf_domain *d, size_t pages, unsigned flags);
 /* The same, counted under `label` in the statistics (peak use, percentiles, overruns). */

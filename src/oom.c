@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "domain.h"
 #include "page_wait.h"
+#include "reserve.h"
 #include "task.h"
 #include "task_charge.h"
 #include "thread.h"
@@ -221,11 +222,12 @@ static void print_report(const nf_domain *d, const nf_oom_report *r)
 	nf_log("oom:   killed '%s': %s", r->victim, r->why);
 }
 
-/* Wakes every waiter of d so that a victim among them sees its fate; d->lock held. */
+/* Wakes every waiter of d, for pages or for tokens, so that a victim among them sees its fate; d->lock held. */
 static void wake_waiters(nf_domain *d)
 {
 	for (struct page_waiter *w = d->waiters_head; w; w = w->next)
 		pthread_cond_signal(&w->wake);
+	reserve_wake_waiters(d);
 }
 
 /*

@@ -18,6 +18,7 @@
 #include "reserve.h"
 #include "clock.h"
 #include "task.h"
+#include "task_charge.h"
 #include "thread.h"
 
 /* Bound on one sleep of a queued request; between sleeps it pushes reclaim again. */
@@ -78,6 +79,12 @@ void reserve_grant_waiters(nf_domain *d)
 	if (granted && d->reserve_head)
 		pthread_cond_signal(&d->reserve_head->wake);
 	reserve_check(d);
+}
+
+void reserve_wake_waiters(nf_domain *d)
+{
+	for (struct reserve_waiter *w = d->reserve_head; w; w = w->next)
+		pthread_cond_signal(&w->wake);
 }
 
 static void enqueue(nf_domain *d, struct reserve_waiter *w)
@@ -153,6 +160,12 @@ static int wait_for_grant(nf_domain *d, size_t pages, uint64_t deadline_ns)
 		if (deadline_ns && now >= deadline_ns) {
 			dequeue(d, &w);
 			result = -ETIMEDOUT;
+			break;
+		}
+		/* A task the OOM killer chose unwinds; waiting here would hold its memory. */
+		if (atomic_load_explicit(&oom_kills_total, memory_order_relaxed) && charge_current_killed()) {
+			dequeue(d, &w);
+			result = -ECANCELED;
 			break;
 		}
 		/*

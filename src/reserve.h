@@ -42,6 +42,9 @@ struct reserve_waiter {
 /* Hands tokens to queued requests in order, stopping at the first that does not fit; d->lock held. */
 NF_HIDDEN void reserve_grant_waiters(nf_domain *d);
 
+/* Wakes every queued request to look again (the OOM killer chose a task); d->lock held. */
+NF_HIDDEN void reserve_wake_waiters(nf_domain *d);
+
 /* The page cache made `pages` pages clean and droppable; serves queued requests they let fit. No lock held. */
 NF_HIDDEN void reserve_clean_added(nf_domain *d, size_t pages);
 

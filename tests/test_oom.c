@@ -649,6 +649,57 @@ TEST(victim_uses_at_most_half_the_reserve)
 	nf_domain_destroy(d);
 }
 
+/* A victim queued for a reservation leaves the queue too, rather than wait with its memory held. */
+struct reserve_job {
+	struct holder *h;
+	_Atomic bool queued;
+	int rc;
+};
+
+static void *reserve_in_task(void *arg)
+{
+	struct reserve_job *job = arg;
+	nf_task *prev = nf_task_enter(job->h->t);
+	atomic_store(&job->queued, true);
+	job->rc = nf_reserve(job->h->d, 100, 0);
+	if (job->rc == 0)
+		nf_unreserve(job->h->d);
+	nf_task_leave(prev);
+	return NULL;
+}
+
+TEST(victim_waiting_for_a_reservation_gets_ecanceled)
+{
+	nf_domain *d = oom_domain(256, 2, "reserve");
+	static struct holder hog;
+	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+	holder_init(&hog, d, "hog", 0);
+	holder_take(&hog, -1);
+	/* Not reaped until the reservation has answered: its pages must not grant it first. */
+	hog.reap_lock = &gate;
+	pthread_mutex_lock(&gate);
+	struct reserve_job job = { .h = &hog };
+	pthread_t thread;
+	pthread_create(&thread, NULL, reserve_in_task, &job);
+	while (!atomic_load(&job.queued) || stats_now(d).reserve_waiting == 0)
+		sleep_ms(1);
+	int quiet = stderr_quiet_begin();
+	struct waiter_job alloc = { .d = d };
+	pthread_t allocator;
+	pthread_create(&allocator, NULL, blocking_alloc, &alloc);
+	pthread_join(thread, NULL);
+	CHECK_EQ(job.rc, -ECANCELED);
+	pthread_mutex_unlock(&gate);
+	pthread_join(allocator, NULL);
+	stderr_quiet_end(quiet);
+	CHECK(alloc.page != NULL);
+	CHECK_EQ(stats_now(d).oom_kills, 1);
+	CHECK_EQ(atomic_load(&hog.kills), 1);
+	nf_pages_free(d, alloc.page, 0);
+	holder_end(&hog);
+	nf_domain_destroy(d);
+}
+
 /* ---- the reaper's bound ---- */
 
 static pthread_mutex_t never_released = PTHREAD_MUTEX_INITIALIZER;
