@@ -43,13 +43,19 @@ static inline void *cache_alloc_inline(nf_cache *c, unsigned flags)
 	return cache_alloc_slow(c, flags);
 }
 
+/*
+ * c: the cache the caller names (nf_cache_free, nf_mempool_free; checked in
+ * hardened builds), or NULL for the slab's own (nf_free, which knows no
+ * other): then s->cache is loaded only on the slow paths.
+ */
 static inline void cache_free_inline(nf_cache *c, struct slab *s, void *obj)
 {
 #ifndef NF_DEBUG
 	if (likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap)) {
 #ifdef NF_HARDENED
 		/* The wrong cache, an interior pointer, or a word that looks like a free-list link: check slowly. */
-		if (unlikely(s->cache != c || !link_valid(c, s, obj) || link_valid(c, s, link_get(s, obj))))
+		nf_cache *own = s->cache;
+		if (unlikely((c && c != own) || !link_valid(own, s, obj) || link_valid(own, s, link_get(s, obj))))
 			goto slow;
 #endif
 		void *head = s->free;
@@ -59,14 +65,14 @@ static inline void cache_free_inline(nf_cache *c, struct slab *s, void *obj)
 		/* Slow only when the slab was full, or is now empty and not the one this heap allocates from. */
 		if (likely(head != NULL) && likely(used != 0 || s->state == SLAB_CURRENT))
 			return;
-		cache_free_local_slow(c, s, head == NULL);
+		cache_free_local_slow(s, head == NULL);
 		return;
 	}
 #endif
 #if defined(NF_HARDENED) && !defined(NF_DEBUG)
 slow:
 #endif
-	cache_free_slow(c, s, obj);
+	cache_free_slow(c ? c : s->cache, s, obj);
 }
 
 #endif

@@ -16,6 +16,20 @@
 
 static nf_domain *_Atomic malloc_domain;
 
+/*
+ * What nf_free's fast path needs of the default domain, without a NULL
+ * test or a load through the domain: zero until the domain is published,
+ * so that no pointer passes the range check, and table_bytes stays zero
+ * for a domain without a slab table (its frees take the slow path).
+ * Written once, before malloc_domain; relaxed loads suffice, since a
+ * pointer inside the range was handed out after the publication.
+ */
+static struct {
+	char *_Atomic base;
+	_Atomic size_t table_bytes;
+	char *_Atomic slab_table;
+} free_region;
+
 /* Small sizes find their class by 8-byte words in one table load instead of computing it. */
 static uint8_t class_by_words[MALLOC_DIRECT_WORDS];
 
@@ -62,6 +76,11 @@ static nf_domain *default_domain_fast(void)
 	if (likely(d))
 		return d;
 	d = nf_domain_default();
+	if (d && d->slab_table && !atomic_load_explicit(&free_region.base, memory_order_relaxed)) {
+		atomic_store_explicit(&free_region.slab_table, d->slab_table, memory_order_relaxed);
+		atomic_store_explicit(&free_region.base, (char *)d, memory_order_relaxed);
+		atomic_store_explicit(&free_region.table_bytes, d->budget_bytes, memory_order_release);
+	}
 	atomic_store_explicit(&malloc_domain, d, memory_order_release);
 	return d;
 }
@@ -188,12 +207,12 @@ static __attribute__((noinline)) void free_unusual(void *p)
 {
 	if (!p)
 		return;
-	nf_domain *d = domain_of(p);
+	nf_domain *d = owning_domain(p);
 	if (!d || !domain_contains(d, p))
 		nf_die("nf_free: %p was not allocated by nofail", p);
 	struct slab *s = d->pages[domain_page_index(d, p)].owner;
 	if (s) {
-		cache_free_inline(s->cache, s, p);
+		cache_free_inline(NULL, s, p);
 		return;
 	}
 	struct nf_page *head = large_head(d, p, "nf_free");
@@ -204,15 +223,16 @@ static __attribute__((noinline)) void free_unusual(void *p)
 void nf_free(void *p)
 {
 	/* The default domain's struct is its region's start: one subtraction places p. */
-	nf_domain *d = atomic_load_explicit(&malloc_domain, memory_order_acquire);
-	size_t offset = (size_t)((char *)p - (char *)d);
-	if (likely(d != NULL && offset < d->budget_bytes)) {
-		struct slab *s = slab_from_table(d, offset, p);
-		if (likely(s != NULL) || (s = d->pages[offset >> NF_PAGE_SHIFT].owner) != NULL) {
-			cache_free_inline(s->cache, s, p);
+	size_t offset = (size_t)((char *)p - atomic_load_explicit(&free_region.base, memory_order_relaxed));
+	if (likely(offset < atomic_load_explicit(&free_region.table_bytes, memory_order_relaxed))) {
+		struct slab *s = slab_in_table(atomic_load_explicit(&free_region.slab_table, memory_order_relaxed),
+					       offset, p);
+		if (likely(s != NULL)) {
+			cache_free_inline(NULL, s, p);
 			return;
 		}
 	}
+	/* NULL, other domains, large blocks, and slabs the table does not hold (small fallback ones). */
 	free_unusual(p);
 }
 

@@ -196,7 +196,7 @@ static void slab_carve_all(const nf_cache *c, struct slab *s)
 
 /*
  * Nothing finds s from an object's address any more: not the descriptors,
- * and not slab_from_table, which trusts a table entry only while its
+ * and not slab_in_table, which trusts a table entry only while its
  * `start` is the granule's address. Before the pages go anywhere else.
  */
 static void slab_unmap(nf_cache *c, struct slab *s)
@@ -580,8 +580,9 @@ static void free_locked_mode(nf_cache *c, struct slab *s, void *obj)
 }
 
 /* The owner freed into a slab that was full or is now empty. */
-void cache_free_local_slow(nf_cache *c, struct slab *s, bool was_full)
+void cache_free_local_slow(struct slab *s, bool was_full)
 {
+	nf_cache *c = s->cache;
 	struct heap *h = nf_self.heap;
 	if (was_full && s->state == SLAB_FULL) {
 		heap_push_partial(h, c, s);
@@ -671,7 +672,7 @@ void cache_free_slow(nf_cache *c, struct slab *s, void *obj)
 		link_set(s, obj, head);
 		s->free = obj;
 		s->used--;
-		cache_free_local_slow(c, s, head == NULL);
+		cache_free_local_slow(s, head == NULL);
 		return;
 	}
 	free_remote(c, s, obj);

@@ -105,10 +105,10 @@ struct nf_cache {
 };
 
 /*
- * The slab of the object at p (offset bytes into d's region) if its header
- * is the table entry computed from p alone (slab_geometry.h): a slab of
- * 2^SLAB_MIN_ORDER pages, or the first 2^SLAB_MIN_ORDER pages of a larger
- * one, in a domain with a table. NULL otherwise (the caller then asks the
+ * The slab of the object at p (offset bytes into the region of a domain
+ * whose slab table is `table`) if its header is the table entry computed
+ * from p alone (slab_geometry.h): a slab of 2^SLAB_MIN_ORDER pages, or the
+ * first 2^SLAB_MIN_ORDER pages of a larger one. NULL otherwise (the caller then asks the
  * descriptor), found by the entry's start not being p's granule: entries
  * are only ever slab headers, zero until used, and slab_unmap clears
  * start when a slab goes. So a free in random order waits for one cache
@@ -117,15 +117,13 @@ struct nf_cache {
  * entry is not being written: a slab that could start at p's granule
  * would overlap p's.
  */
-static inline struct slab *slab_from_table(const nf_domain *d, size_t offset, const void *p)
+static inline struct slab *slab_in_table(char *table, size_t offset, const void *p)
 {
-	if (!d->slab_table)
-		return NULL;
-	struct slab *s = (struct slab *)(d->slab_table +
-					 (offset >> (NF_PAGE_SHIFT + SLAB_MIN_ORDER)) * SLAB_HEADER_BYTES);
+	struct slab *s = (struct slab *)(table + (offset >> (NF_PAGE_SHIFT + SLAB_MIN_ORDER)) * SLAB_HEADER_BYTES);
 	uintptr_t granule = (uintptr_t)p & ~(((uintptr_t)NF_PAGE_SIZE << SLAB_MIN_ORDER) - 1);
 	return (uintptr_t)s->start == granule ? s : NULL;
 }
+
 
 /* Every page of a slab names it in its descriptor; obj must be inside c's domain. */
 static inline struct slab *slab_of(const nf_cache *c, const void *obj)
@@ -180,7 +178,7 @@ NF_HIDDEN void slab_check_double_free(const nf_cache *c, const struct slab *s, c
 
 NF_HIDDEN void *cache_alloc_slow(nf_cache *c, unsigned flags);
 NF_HIDDEN void cache_free_slow(nf_cache *c, struct slab *s, void *obj);
-NF_HIDDEN void cache_free_local_slow(nf_cache *c, struct slab *s, bool was_full);
+NF_HIDDEN void cache_free_local_slow(struct slab *s, bool was_full);
 
 /* For heap.c: what a heap does with its slabs when its thread leaves, and when another takes them over. */
 NF_HIDDEN uint32_t slab_collect(struct slab *s);

@@ -341,7 +341,7 @@ TEST(slab_headers_sit_in_the_domain_table)
 
 /*
  * nf_free finds a slab from the object's address alone through the table
- * (slab_from_table) when the object lies in the slab's first
+ * (slab_in_table) when the object lies in the slab's first
  * 2^SLAB_MIN_ORDER pages, and asks the descriptor otherwise; an entry
  * stops answering when its slab goes.
  */
@@ -352,9 +352,10 @@ TEST(slab_found_from_the_address_alone)
 	nf_cache *big = nf_cache_create(d, "big", 8192, 0, 0);
 	REQUIRE(d != NULL && small != NULL && big != NULL);
 	REQUIRE(big->geometry.order > SLAB_MIN_ORDER);
+	REQUIRE(d->slab_table != NULL);
 	char *p = nf_cache_alloc(small, 0);
 	REQUIRE(p != NULL);
-	CHECK(slab_from_table(d, (size_t)(p - d->base), p) == slab_of(small, p));
+	CHECK(slab_in_table(d->slab_table, (size_t)(p - d->base), p) == slab_of(small, p));
 	size_t n = big->geometry.capacity;
 	char **objs = malloc(n * sizeof *objs);
 	REQUIRE(objs != NULL);
@@ -363,7 +364,7 @@ TEST(slab_found_from_the_address_alone)
 		objs[i] = nf_cache_alloc(big, 0);
 		REQUIRE(objs[i] != NULL);
 		struct slab *s = slab_of(big, objs[i]);
-		struct slab *t = slab_from_table(d, (size_t)(objs[i] - d->base), objs[i]);
+		struct slab *t = slab_in_table(d->slab_table, (size_t)(objs[i] - d->base), objs[i]);
 		bool first_granule = objs[i] < s->start + ((size_t)NF_PAGE_SIZE << SLAB_MIN_ORDER);
 		CHECK(t == (first_granule ? s : NULL));
 		found += t != NULL;
@@ -375,8 +376,8 @@ TEST(slab_found_from_the_address_alone)
 	/* Slabs gone with their caches: their entries no longer answer. */
 	nf_cache_destroy(small);
 	nf_cache_destroy(big);
-	CHECK(slab_from_table(d, (size_t)(p - d->base), p) == NULL);
-	CHECK(slab_from_table(d, (size_t)(objs[0] - d->base), objs[0]) == NULL);
+	CHECK(slab_in_table(d->slab_table, (size_t)(p - d->base), p) == NULL);
+	CHECK(slab_in_table(d->slab_table, (size_t)(objs[0] - d->base), objs[0]) == NULL);
 	free(objs);
 	nf_domain_destroy(d);
 }
