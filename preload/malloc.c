@@ -3,9 +3,9 @@
  * LD_PRELOAD=build/libnofail-malloc.so puts under an unmodified program.
  *
  * Sizes are rounded to 16 bytes, so every size class used is a multiple
- * of glibc's alignment. The fast path is nf_malloc's: the thread's
- * current slab of the class in one load; then one nf_alloc with
- * NF_MAYFAIL between two writes of a thread-local flag. A thread already
+ * of glibc's alignment. The fast paths are nf_malloc's and nf_free's,
+ * inline (they call nothing); past them, one nf_alloc with NF_MAYFAIL, or
+ * nf_free, between two writes of a thread-local flag. A thread already
  * inside nofail is served outside it (outside.c), and a try that finds
  * the budget full waits for frees (wait.c). C++'s operator new and delete
  * reach these through libstdc++'s own calls to malloc and free.
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cache_fast.h"
+#include "malloc_free.h"
 #include "preload.h"
 #include "size_class.h"
 
@@ -90,7 +90,8 @@ static inline void *alloc_fast(size_t n, unsigned flags)
 	return p;
 }
 
-PRELOAD_EXPORT void *malloc(size_t n)
+/* malloc past its first step; out of line, so that the first step saves no registers. */
+static __attribute__((noinline)) void *malloc_slow(size_t n)
 {
 	void *p = alloc_fast(n, 0);
 	if (__builtin_expect(p != NULL, 1))
@@ -98,7 +99,22 @@ PRELOAD_EXPORT void *malloc(size_t n)
 	return preload_alloc_slow(n, PRELOAD_ALIGN, false, "malloc");
 }
 
-PRELOAD_EXPORT void free(void *p)
+PRELOAD_EXPORT void *malloc(size_t n)
+{
+	/*
+	 * 1..MALLOC_DIRECT_MAX bytes (0 wraps to the slow path), rounded to 16:
+	 * the slab in malloc_direct for 2k words when k 16-byte units.
+	 */
+	if (__builtin_expect(n - 1 < MALLOC_DIRECT_MAX && !preload_inside, 1)) {
+		void *obj = slab_pop_inline(nf_self.heap->malloc_direct[((n + 15) >> 4) * 2]);
+		if (__builtin_expect(obj != NULL, 1))
+			return obj;
+	}
+	return malloc_slow(n);
+}
+
+/* free past nf_free's fast path; out of line, so that the fast path saves no registers. */
+static __attribute__((noinline)) void free_slow(void *p)
 {
 	nf_domain *d = atomic_load_explicit(&preload_domain, memory_order_acquire);
 	if (__builtin_expect(preload_owns(d, p) && !preload_inside, 1)) {
@@ -121,6 +137,17 @@ PRELOAD_EXPORT void free(void *p)
 	}
 	if (__builtin_expect(atomic_load_explicit(&wait_sleepers, memory_order_relaxed) != 0, 0))
 		wait_wake();
+}
+
+PRELOAD_EXPORT void free(void *p)
+{
+	/* nf_free's own fast path, inline: it calls nothing, so it needs no preload_inside around it. */
+	if (__builtin_expect(!preload_inside && malloc_free_fast(p), 1)) {
+		if (__builtin_expect(atomic_load_explicit(&wait_sleepers, memory_order_relaxed) != 0, 0))
+			wait_wake();
+		return;
+	}
+	free_slow(p);
 }
 
 PRELOAD_EXPORT void *calloc(size_t count, size_t n)

@@ -9,26 +9,14 @@
 #include <string.h>
 
 #include "size_class.h"
-#include "cache_fast.h"
+#include "malloc_free.h"
 #include "fork.h"
 
 #define PAGE_MALLOC_LARGE 0x2u
 
 static nf_domain *_Atomic malloc_domain;
 
-/*
- * What nf_free's fast path needs of the default domain, without a NULL
- * test or a load through the domain: zero until the domain is published,
- * so that no pointer passes the range check, and table_bytes stays zero
- * for a domain without a slab table (its frees take the slow path).
- * Written once, before malloc_domain; relaxed loads suffice, since a
- * pointer inside the range was handed out after the publication.
- */
-static struct {
-	char *_Atomic base;
-	_Atomic size_t table_bytes;
-	char *_Atomic slab_table;
-} free_region;
+struct free_region free_region;
 
 /* Small sizes find their class by 8-byte words in one table load instead of computing it. */
 static uint8_t class_by_words[MALLOC_DIRECT_WORDS];
@@ -202,15 +190,24 @@ static struct nf_page *large_head(nf_domain *d, const void *p, const char *call)
 	return head;
 }
 
-/* nf_free of NULL, of memory from another domain than the default one, and of large blocks. */
-static __attribute__((noinline)) void free_unusual(void *p)
+/*
+ * nf_free past its fast path: slabs with bookkeeping to do or owned by
+ * another thread, NULL, other domains, large blocks, and slabs the table
+ * does not hold (small fallback ones).
+ */
+static __attribute__((noinline)) void free_slow(void *p)
 {
+	struct slab *s = free_region_slab(p);
+	if (s) {
+		cache_free_inline(NULL, s, p);
+		return;
+	}
 	if (!p)
 		return;
 	nf_domain *d = owning_domain(p);
 	if (!d || !domain_contains(d, p))
 		nf_die("nf_free: %p was not allocated by nofail", p);
-	struct slab *s = d->pages[domain_page_index(d, p)].owner;
+	s = d->pages[domain_page_index(d, p)].owner;
 	if (s) {
 		cache_free_inline(NULL, s, p);
 		return;
@@ -222,18 +219,9 @@ static __attribute__((noinline)) void free_unusual(void *p)
 
 void nf_free(void *p)
 {
-	/* The default domain's struct is its region's start: one subtraction places p. */
-	size_t offset = (size_t)((char *)p - atomic_load_explicit(&free_region.base, memory_order_relaxed));
-	if (likely(offset < atomic_load_explicit(&free_region.table_bytes, memory_order_relaxed))) {
-		struct slab *s = slab_in_table(atomic_load_explicit(&free_region.slab_table, memory_order_relaxed),
-					       offset, p);
-		if (likely(s != NULL)) {
-			cache_free_inline(NULL, s, p);
-			return;
-		}
-	}
-	/* NULL, other domains, large blocks, and slabs the table does not hold (small fallback ones). */
-	free_unusual(p);
+	if (likely(malloc_free_fast(p)))
+		return;
+	free_slow(p);
 }
 
 size_t nf_usable_size(const void *p)
