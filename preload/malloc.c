@@ -119,7 +119,7 @@ static __attribute__((noinline)) void free_slow(void *p)
 	nf_domain *d = atomic_load_explicit(&preload_domain, memory_order_acquire);
 	if (__builtin_expect(preload_owns(d, p) && !preload_inside, 1)) {
 		preload_inside = 1;
-		nf_free(p);
+		malloc_free_slow(p);
 		preload_inside = 0;
 	} else if (preload_owns(d, p)) {
 		/*

@@ -195,7 +195,7 @@ static struct nf_page *large_head(nf_domain *d, const void *p, const char *call)
  * another thread, NULL, other domains, large blocks, and slabs the table
  * does not hold (small fallback ones).
  */
-static __attribute__((noinline)) void free_slow(void *p)
+__attribute__((noinline)) void malloc_free_slow(void *p)
 {
 	struct slab *s = free_region_slab(p);
 	if (s) {
@@ -221,7 +221,7 @@ void nf_free(void *p)
 {
 	if (likely(malloc_free_fast(p)))
 		return;
-	free_slow(p);
+	malloc_free_slow(p);
 }
 
 size_t nf_usable_size(const void *p)

@@ -67,4 +67,7 @@ static inline bool malloc_free_fast(void *p)
 #endif
 }
 
+/* nf_free past malloc_free_fast (which it does not repeat). */
+NF_HIDDEN void malloc_free_slow(void *p);
+
 #endif
