@@ -101,11 +101,13 @@ static unsigned order_for_bytes(size_t n)
 	return order;
 }
 
-static void *large_alloc(nf_domain *d, size_t n, unsigned order, unsigned flags, const void *caller)
+/* call: the public call, for messages. */
+static void *large_alloc(nf_domain *d, size_t n, unsigned order, unsigned flags, const void *caller,
+			 const char *call)
 {
 	if (order > NF_MAX_ORDER) {
 		if (!(flags & (NF_MAYFAIL | NF_NOWAIT)))
-			nf_die("nf_alloc: %zu bytes is more than the largest block nofail hands out (%d bytes)", n,
+			nf_die("%s: %zu bytes is more than the largest block nofail hands out (%d bytes)", call, n,
 			       NF_PAGE_SIZE << NF_MAX_ORDER);
 		errno = ENOMEM;
 		return NULL;
@@ -120,39 +122,45 @@ static void *large_alloc(nf_domain *d, size_t n, unsigned order, unsigned flags,
 	return p;
 }
 
-static __attribute__((noinline)) void *alloc_slow(nf_domain *d, size_t n, unsigned flags, const void *caller)
+static __attribute__((noinline)) void *alloc_slow(nf_domain *d, size_t n, unsigned flags, const void *caller,
+						  const char *call)
 {
-	if (!domain_valid(d, "nf_alloc")) {
+	if (!domain_valid(d, call)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (flags & ~NF_FLAGS_ALL) {
+		nf_log("%s: unknown flags 0x%x", call, flags & ~NF_FLAGS_ALL);
 		errno = EINVAL;
 		return NULL;
 	}
 	if (n > MALLOC_SMALL_MAX)
-		return large_alloc(d, n, order_for_bytes(n), flags, caller);
+		return large_alloc(d, n, order_for_bytes(n), flags, caller, call);
 	nf_cache *c = class_cache_create(d, size_class_of(n), flags);
 	return c ? cache_alloc_inline(c, flags) : NULL;
 }
 
-static inline void *alloc_inline(nf_domain *d, size_t n, unsigned flags, const void *caller)
+static inline void *alloc_inline(nf_domain *d, size_t n, unsigned flags, const void *caller, const char *call)
 {
 	if (likely(n <= MALLOC_SMALL_MAX)) {
 		nf_cache *c = atomic_load_explicit(&d->malloc_caches[size_class_of(n)], memory_order_acquire);
 		if (likely(c != NULL))
 			return cache_alloc_inline(c, flags);
 	}
-	return alloc_slow(d, n, flags, caller);
+	return alloc_slow(d, n, flags, caller, call);
 }
 
 void *nf_alloc(nf_domain *d, size_t n, unsigned flags)
 {
-	if (unlikely(!d))
-		return alloc_slow(d, n, flags, __builtin_return_address(0));
-	return alloc_inline(d, n, flags, __builtin_return_address(0));
+	if (unlikely(!d || (flags & ~NF_FLAGS_ALL)))
+		return alloc_slow(d, n, flags, __builtin_return_address(0), "nf_alloc");
+	return alloc_inline(d, n, flags, __builtin_return_address(0), "nf_alloc");
 }
 
 /* Not inlined, and reached by a tail call: its return address is still nf_malloc's caller. */
 static __attribute__((noinline)) void *malloc_slow(size_t n)
 {
-	return alloc_inline(default_domain_fast(), n, 0, __builtin_return_address(0));
+	return alloc_inline(default_domain_fast(), n, 0, __builtin_return_address(0), "nf_malloc");
 }
 
 void *nf_malloc(size_t n)
@@ -224,17 +232,21 @@ void nf_free(void *p)
 	malloc_free_slow(p);
 }
 
-size_t nf_usable_size(const void *p)
+/* The bytes of p's block; call names the public call in messages. */
+static size_t usable_size(const void *p, const char *call)
 {
-	if (!p)
-		return 0;
 	nf_domain *d = owning_domain(p);
 	if (!d || !domain_contains(d, p))
-		nf_die("nf_usable_size: %p was not allocated by nofail", p);
+		nf_die("%s: %p was not allocated by nofail", call, p);
 	struct slab *s = d->pages[domain_page_index(d, p)].owner;
 	if (s)
 		return s->cache->stride;
-	return ((size_t)NF_PAGE_SIZE << large_head(d, p, "nf_usable_size")->order);
+	return ((size_t)NF_PAGE_SIZE << large_head(d, p, call)->order);
+}
+
+size_t nf_usable_size(const void *p)
+{
+	return p ? usable_size(p, "nf_usable_size") : 0;
 }
 
 void *nf_calloc(size_t count, size_t n)
@@ -245,23 +257,23 @@ void *nf_calloc(size_t count, size_t n)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return alloc_inline(default_domain_fast(), bytes, NF_ZERO, __builtin_return_address(0));
+	return alloc_inline(default_domain_fast(), bytes, NF_ZERO, __builtin_return_address(0), "nf_calloc");
 }
 
 void *nf_realloc(void *p, size_t n)
 {
 	if (!p)
-		return alloc_inline(default_domain_fast(), n, 0, __builtin_return_address(0));
+		return alloc_inline(default_domain_fast(), n, 0, __builtin_return_address(0), "nf_realloc");
 	if (n == 0) {
 		nf_free(p);
 		return NULL;
 	}
-	size_t usable = nf_usable_size(p);
+	size_t usable = usable_size(p, "nf_realloc");
 	/* In place while the new size still belongs in this block: same class, or not under half of it. */
 	if (n <= usable && (usable <= MALLOC_SMALL_MAX ? size_class_of(n) == size_class_of(usable) : n > usable / 2))
 		return p;
 	nf_domain *d = owning_domain(p);
-	void *q = alloc_inline(d, n, 0, __builtin_return_address(0));
+	void *q = alloc_inline(d, n, 0, __builtin_return_address(0), "nf_realloc");
 	if (!q)
 		return NULL;
 	memcpy(q, p, n < usable ? n : usable);
@@ -282,13 +294,14 @@ void *nf_aligned_alloc(size_t align, size_t n)
 		/* Objects sit at multiples of their size from a page-aligned slab: find a class that is a multiple of align. */
 		for (unsigned cls = size_class_of(want); cls < MALLOC_CLASSES; cls++)
 			if (size_class_bytes(cls) % align == 0)
-				return alloc_inline(d, size_class_bytes(cls), 0, __builtin_return_address(0));
+				return alloc_inline(d, size_class_bytes(cls), 0, __builtin_return_address(0),
+						    "nf_aligned_alloc");
 	}
 	unsigned order = order_for_bytes(want > MALLOC_SMALL_MAX ? want : MALLOC_SMALL_MAX + 1);
 	/* Past NF_MAX_ORDER large_alloc refuses anyway; going on would shift the page size out of a size_t. */
 	while (order <= NF_MAX_ORDER && ((size_t)NF_PAGE_SIZE << order) < align)
 		order++;
-	return large_alloc(d, want, order, 0, __builtin_return_address(0));
+	return large_alloc(d, want, order, 0, __builtin_return_address(0), "nf_aligned_alloc");
 }
 
 void malloc_caches_destroy(nf_domain *d)

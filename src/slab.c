@@ -67,11 +67,11 @@ void slab_corrupted(const nf_cache *c, const void *where)
 	nf_die("cache '%s': the free list at %p is corrupted (a write after free, or an overflow)", c->name, where);
 }
 
-void slab_check_double_free(const nf_cache *c, const struct slab *s, const void *obj)
+void slab_check_double_free(const nf_cache *c, const struct slab *s, const void *obj, const char *call)
 {
 	for (void *f = s->free; f; f = link_get(s, f))
 		if (f == obj)
-			nf_die("nf_free: double free of %p in cache '%s'", obj, c->name);
+			nf_die("%s: double free of %p in cache '%s'", call, obj, c->name);
 }
 
 /* A secret per process, mixed with each slab's address: the free-list key of hardened builds. */
@@ -529,7 +529,8 @@ void *cache_alloc_slow(nf_cache *c, unsigned flags)
 
 void *nf_cache_alloc(nf_cache *c, unsigned flags)
 {
-	if (unlikely(!c))
+	/* The slow path says what is wrong; unknown flags would otherwise pass unseen whenever a slab has room. */
+	if (unlikely(!c || (flags & ~NF_FLAGS_ALL)))
 		return cache_alloc_slow(c, flags);
 	return cache_alloc_inline(c, flags);
 }
@@ -553,16 +554,18 @@ static void check_object(nf_cache *c, struct slab *s, void *obj, const char *cal
 		       c->name);
 	/* The owner's list only: others' lists may change under us. */
 	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap && link_valid(c, s, link_get(s, obj)))
-		slab_check_double_free(c, s, obj);
+		slab_check_double_free(c, s, obj, call);
 #endif
 }
 
-static void free_locked_mode(nf_cache *c, struct slab *s, void *obj)
+static void free_locked_mode(nf_cache *c, struct slab *s, void *obj, const char *call)
 {
 	struct slab **list = s->from_reserve ? &c->reserve : &c->shared;
 	pthread_mutex_lock(&c->lock);
 #if defined(NF_DEBUG) || defined(NF_HARDENED)
-	slab_check_double_free(c, s, obj);
+	slab_check_double_free(c, s, obj, call);
+#else
+	(void)call;
 #endif
 	bool was_full = s->free == NULL;
 	link_set(s, obj, s->free);
@@ -658,13 +661,13 @@ static void free_remote(nf_cache *c, struct slab *s, void *obj)
 	heap_reclaim_abandoned(c);
 }
 
-void cache_free_slow(nf_cache *c, struct slab *s, void *obj)
+void cache_free_slow(nf_cache *c, struct slab *s, void *obj, const char *call)
 {
-	if (!cache_valid(c, "nf_cache_free"))
-		nf_die("nf_cache_free: %p freed to something that is not a cache", obj);
-	check_object(c, s, obj, "nf_cache_free");
+	if (!cache_valid(c, call))
+		nf_die("%s: %p freed to something that is not a cache", call, obj);
+	check_object(c, s, obj, call);
 	if (slab_locked_mode(c, s)) {
-		free_locked_mode(c, s, obj);
+		free_locked_mode(c, s, obj, call);
 		return;
 	}
 	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap) {

@@ -174,10 +174,11 @@ static inline bool link_valid(const nf_cache *c, const struct slab *s, const voi
 /* Hardened builds: dies naming the cache; the free list was overwritten. */
 NF_HIDDEN _Noreturn void slab_corrupted(const nf_cache *c, const void *where);
 /* Hardened builds: dies if obj is already on s's free list (s owned by the caller or locked). */
-NF_HIDDEN void slab_check_double_free(const nf_cache *c, const struct slab *s, const void *obj);
+NF_HIDDEN void slab_check_double_free(const nf_cache *c, const struct slab *s, const void *obj, const char *call);
 
 NF_HIDDEN void *cache_alloc_slow(nf_cache *c, unsigned flags);
-NF_HIDDEN void cache_free_slow(nf_cache *c, struct slab *s, void *obj);
+/* call: the public call that freed obj, for messages. */
+NF_HIDDEN void cache_free_slow(nf_cache *c, struct slab *s, void *obj, const char *call);
 NF_HIDDEN void cache_free_local_slow(struct slab *s, bool was_full);
 
 /* For heap.c: what a heap does with its slabs when its thread leaves, and when another takes them over. */
