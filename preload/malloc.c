@@ -113,13 +113,16 @@ PRELOAD_EXPORT void *malloc(size_t n)
 	return malloc_slow(n);
 }
 
-/* free past nf_free's fast path; out of line, so that the fast path saves no registers. */
-static __attribute__((noinline)) void free_slow(void *p)
+/*
+ * free past nf_free's fast path, with the slab that found (NULL: none);
+ * out of line, so that the fast path saves no registers.
+ */
+static __attribute__((noinline)) void free_slow(void *p, struct slab *s)
 {
 	nf_domain *d = atomic_load_explicit(&preload_domain, memory_order_acquire);
-	if (__builtin_expect(preload_owns(d, p) && !preload_inside, 1)) {
+	if (__builtin_expect((s || preload_owns(d, p)) && !preload_inside, 1)) {
 		preload_inside = 1;
-		malloc_free_slow(p);
+		malloc_free_slow(p, s);
 		preload_inside = 0;
 	} else if (preload_owns(d, p)) {
 		/*
@@ -142,12 +145,13 @@ static __attribute__((noinline)) void free_slow(void *p)
 PRELOAD_EXPORT void free(void *p)
 {
 	/* nf_free's own fast path, inline: it calls nothing, so it needs no preload_inside around it. */
-	if (__builtin_expect(!preload_inside && malloc_free_fast(p), 1)) {
+	struct slab *s = NULL;
+	if (__builtin_expect(!preload_inside && malloc_free_fast(p, &s), 1)) {
 		if (__builtin_expect(atomic_load_explicit(&wait_sleepers, memory_order_relaxed) != 0, 0))
 			wait_wake();
 		return;
 	}
-	free_slow(p);
+	free_slow(p, s);
 }
 
 PRELOAD_EXPORT void *calloc(size_t count, size_t n)

@@ -72,7 +72,7 @@ static inline void cache_free_inline(nf_cache *c, struct slab *s, void *obj)
 #if defined(NF_HARDENED) && !defined(NF_DEBUG)
 slow:
 #endif
-	cache_free_slow(c ? c : s->cache, s, obj, c ? "nf_cache_free" : "nf_free");
+	cache_free_slow(c, s, obj);
 }
 
 #endif

@@ -203,11 +203,10 @@ static struct nf_page *large_head(nf_domain *d, const void *p, const char *call)
  * another thread, NULL, other domains, large blocks, and slabs the table
  * does not hold (small fallback ones).
  */
-__attribute__((noinline)) void malloc_free_slow(void *p)
+__attribute__((noinline)) void malloc_free_slow(void *p, struct slab *s)
 {
-	struct slab *s = free_region_slab(p);
 	if (s) {
-		cache_free_inline(NULL, s, p);
+		cache_free_slow(NULL, s, p);
 		return;
 	}
 	if (!p)
@@ -227,9 +226,10 @@ __attribute__((noinline)) void malloc_free_slow(void *p)
 
 void nf_free(void *p)
 {
-	if (likely(malloc_free_fast(p)))
+	struct slab *s;
+	if (likely(malloc_free_fast(p, &s)))
 		return;
-	malloc_free_slow(p);
+	malloc_free_slow(p, s);
 }
 
 /* The bytes of p's block; call names the public call in messages. */

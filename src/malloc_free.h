@@ -40,15 +40,16 @@ static inline struct slab *free_region_slab(const void *p)
  * slab's free list (the slab was not full, and does not become an empty
  * one to give back). Returns false, having touched nothing, for every
  * other pointer (NULL, foreign, large, remote, or a free with slab
- * bookkeeping to do): the caller's slow path takes it. Calls nothing.
+ * bookkeeping to do): the caller's slow path takes it, with *found, the
+ * slab the table gave (NULL if none). Calls nothing.
  */
-static inline bool malloc_free_fast(void *p)
+static inline bool malloc_free_fast(void *p, struct slab **found)
 {
+	struct slab *s = free_region_slab(p);
+	*found = s;
 #ifdef NF_DEBUG
-	(void)p;
 	return false;
 #else
-	struct slab *s = free_region_slab(p);
 	if (!likely(s != NULL) || !likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap))
 		return false;
 #ifdef NF_HARDENED
@@ -67,7 +68,7 @@ static inline bool malloc_free_fast(void *p)
 #endif
 }
 
-/* nf_free past malloc_free_fast (which it does not repeat). */
-NF_HIDDEN void malloc_free_slow(void *p);
+/* nf_free past malloc_free_fast, with the slab it found (NULL: none from the table). */
+NF_HIDDEN void malloc_free_slow(void *p, struct slab *s);
 
 #endif

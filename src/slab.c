@@ -538,9 +538,11 @@ void *nf_cache_alloc(nf_cache *c, unsigned flags)
 /* ---- free ----------------------------------------------------------- */
 
 /*
- * The object must be an object of c: checked on every slow-path free, as
- * it costs a few loads. Debug and hardened builds also check that it is an
- * object's start (a division) and, for the owner, not already free.
+ * The object must be an object of c: checked on every slow-path free of
+ * nf_cache_free, which names a cache (a few loads); nf_free found the slab
+ * from the object itself. Debug and hardened builds check every slow-path
+ * free, and also that obj is an object's start (a division) and, for the
+ * owner, not already free.
  */
 static void check_object(nf_cache *c, struct slab *s, void *obj, const char *call)
 {
@@ -661,11 +663,22 @@ static void free_remote(nf_cache *c, struct slab *s, void *obj)
 	heap_reclaim_abandoned(c);
 }
 
-void cache_free_slow(nf_cache *c, struct slab *s, void *obj, const char *call)
+void cache_free_slow(nf_cache *named, struct slab *s, void *obj)
 {
-	if (!cache_valid(c, call))
-		nf_die("%s: %p freed to something that is not a cache", call, obj);
-	check_object(c, s, obj, call);
+	nf_cache *c = named ? named : s->cache;
+	const char *call = named ? "nf_cache_free" : "nf_free";
+	/*
+	 * nf_free found s from obj's own address: release builds have nothing
+	 * to compare (and a remote free would pay a miss on the descriptor).
+	 */
+#if !defined(NF_DEBUG) && !defined(NF_HARDENED)
+	if (named)
+#endif
+	{
+		if (!cache_valid(c, call))
+			nf_die("%s: %p freed to something that is not a cache", call, obj);
+		check_object(c, s, obj, call);
+	}
 	if (slab_locked_mode(c, s)) {
 		free_locked_mode(c, s, obj, call);
 		return;

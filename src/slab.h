@@ -177,8 +177,8 @@ NF_HIDDEN _Noreturn void slab_corrupted(const nf_cache *c, const void *where);
 NF_HIDDEN void slab_check_double_free(const nf_cache *c, const struct slab *s, const void *obj, const char *call);
 
 NF_HIDDEN void *cache_alloc_slow(nf_cache *c, unsigned flags);
-/* call: the public call that freed obj, for messages. */
-NF_HIDDEN void cache_free_slow(nf_cache *c, struct slab *s, void *obj, const char *call);
+/* named: the cache nf_cache_free was given, checked against obj; NULL for nf_free, which found s from obj. */
+NF_HIDDEN void cache_free_slow(nf_cache *named, struct slab *s, void *obj);
 NF_HIDDEN void cache_free_local_slow(struct slab *s, bool was_full);
 
 /* For heap.c: what a heap does with its slabs when its thread leaves, and when another takes them over. */
