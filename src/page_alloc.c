@@ -328,8 +328,13 @@ got_block:
 	d->allocations++;
 	if (r)
 		r->pages_taken += pages;
+	/*
+	 * A block paid with tokens is the task's promised page, even when
+	 * others' NF_MEMALLOC allocations have the domain below min: an
+	 * ordinary slab, whose other objects the holder's next allocations use.
+	 */
 	if (below_min)
-		*below_min = d->free_pages < reserve_floor(d, d->min_pages);
+		*below_min = !with_tokens && d->free_pages < reserve_floor(d, d->min_pages);
 	reclaim_note_level(d);
 	account_wait(d, wait_start);
 	/*

@@ -201,6 +201,55 @@ TEST(cache_slabs_spend_tokens)
 	nf_domain_destroy(d);
 }
 
+/* Takes pages with NF_MEMALLOC, as code that frees memory may, until only promised pages are free. */
+static void *fill_memalloc(void *arg)
+{
+	struct filler *f = arg;
+	void *p;
+	f->n = 0;
+	while (f->n < 2048 && (p = nf_pages_alloc(f->d, 0, NF_NOWAIT | NF_MEMALLOC)) != NULL)
+		f->pages[f->n++] = p;
+	nf_domain_drain(f->d);
+	return NULL;
+}
+
+/*
+ * Found by the fuzz target: with the emergency reserve in use by others, a
+ * slab paid for with tokens was taken for an emergency-reserve slab, so its
+ * other objects were kept from the holder and the next allocation found
+ * its tokens spent. The holder's promised pages make ordinary slabs.
+ */
+TEST(cache_slabs_spend_tokens_while_the_reserve_is_in_use)
+{
+	nf_domain *d = make_domain(1024, 0, "slabs-below-min");
+	nf_cache *c = nf_cache_create(d, "objects", 64, 0, 0);
+	REQUIRE(c != NULL);
+	size_t n = 100;
+	size_t need = nf_cache_pages_for(c, n);
+	REQUIRE(nf_reserve(d, need, NF_NOWAIT) == 0);
+	static void *taken[2048];
+	struct filler f = { d, taken, 0 };
+	pthread_t t;
+	pthread_create(&t, NULL, fill_memalloc, &f);
+	pthread_join(t, NULL);
+	nf_stats s = stats_now(d);
+	CHECK_EQ(s.free_pages, need); /* everything else went, the emergency reserve included */
+	void *objs[100];
+	for (size_t i = 0; i < n; i++) {
+		objs[i] = nf_cache_alloc(c, NF_NOWAIT);
+		REQUIRE(objs[i] != NULL);
+		CHECK(!nf_debug_from_reserve(objs[i]));
+	}
+	CHECK_EQ(stats_now(d).overruns, 0);
+	for (size_t i = 0; i < n; i++)
+		nf_cache_free(c, objs[i]);
+	nf_unreserve(d);
+	pthread_create(&t, NULL, free_filled, &f);
+	pthread_join(t, NULL);
+	nf_cache_destroy(c);
+	nf_domain_destroy(d);
+}
+
 /* ---- all or nothing, and bad input ------------------------------------- */
 
 TEST(all_or_nothing)
