@@ -12,6 +12,8 @@
 #   make bench-callgrind instructions per alloc/free pair, reserve slabs compiled in and out
 #   make bench-preload   classic workloads on glibc, mimalloc, jemalloc, tcmalloc, nofail by LD_PRELOAD
 #   make test-preload    real programs (python3, sqlite3, git, our own) on LD_PRELOAD=libnofail-malloc.so
+#   make fuzz            the libFuzzer target for FUZZ_SECONDS (default 300) on tests/fuzz/corpus
+#   make fuzz-replay     the same target over the seed corpus once, without fuzzing
 #   make install PREFIX=/usr/local
 
 CC      ?= cc
@@ -37,8 +39,14 @@ else ifeq ($(VARIANT),asan)
 else ifeq ($(VARIANT),tsan)
   BUILD := build/tsan
   OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -fsanitize=thread
+else ifeq ($(VARIANT),fuzz)
+  # The library as the fuzz target sees it: clang's coverage for libFuzzer, ASan, UBSan, debug invariants.
+  BUILD := build/fuzz
+  CC    := clang
+  OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
 else
-  $(error unknown VARIANT $(VARIANT): release, hardened, debug, asan or tsan)
+  $(error unknown VARIANT $(VARIANT): release, hardened, debug, asan, tsan or fuzz)
 endif
 
 CFLAGS_ALL := $(BASE) $(OPT) $(CFLAGS)
@@ -185,8 +193,32 @@ bench-alloc: $(ALLOC_BIN)
 bench-callgrind: $(ALLOC_BIN) $(BUILD)/bench/alloc-nofail-noreserve
 	@bench/alloc.sh --callgrind $(BUILD)
 
+# The fuzz target (tests/fuzz/, README's "Fuzzing"): scripts/fuzz-setup.sh installs clang and
+# libFuzzer from Debian; scripts/fuzz.sh runs it. New corpus entries and crashes go under build/fuzz/.
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/*.c))
+FUZZ_SECONDS ?= 300
+.PHONY: fuzz fuzz-replay fuzz-build
+fuzz-build:
+	@scripts/fuzz-setup.sh
+	@$(MAKE) --no-print-directory VARIANT=fuzz build/fuzz/fuzz_ops
+
+build/fuzz/fuzz_ops: $(FUZZ_SRC) tests/fuzz/fuzz.h build/fuzz/libnofail.a
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -fsanitize=fuzzer -o $@ $(FUZZ_SRC) build/fuzz/libnofail.a $(LDLIBS_ALL)
+
+fuzz: fuzz-build
+	@scripts/fuzz.sh run build/fuzz/fuzz_ops $(FUZZ_SECONDS)
+
+fuzz-replay: fuzz-build
+	@scripts/fuzz.sh replay build/fuzz/fuzz_ops
+
+# The fuzz target's sources under both compilers' warnings, without libFuzzer (no link).
+.PHONY: check-fuzz-warnings
+check-fuzz-warnings:
+	gcc $(BASE) -O2 -Werror -Itests/fuzz -fsyntax-only $(FUZZ_SRC)
+	clang $(BASE) -O2 -Werror -Itests/fuzz -fsyntax-only $(FUZZ_SRC)
+
 # Both compilers, warnings as errors, release and debug: what every change keeps true.
-check-warnings:
+check-warnings: check-fuzz-warnings
 	$(MAKE) --no-print-directory VARIANT=debug CFLAGS=-Werror tests-build
 	$(MAKE) --no-print-directory VARIANT=hardened CFLAGS=-Werror all
 	@$(MAKE) --no-print-directory clean-variant-release

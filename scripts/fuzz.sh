@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# fuzz.sh run BINARY SECONDS  - fuzzes for SECONDS from the seed corpus
+# fuzz.sh replay BINARY       - runs every seed once, without fuzzing
+#
+# The seeds (tests/fuzz/corpus) are read, never written: new inputs go to
+# build/fuzz/corpus, crashes and timeouts to build/fuzz/artifacts/. A run
+# fails if libFuzzer stops on a crash, a timeout or a leak.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=$1 bin=$2
+seeds=tests/fuzz/corpus
+work=build/fuzz
+mkdir -p "$work/corpus" "$work/artifacts"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Inputs are operations of 4 bytes: 2 KiB is about 500 of them.
+common=(-max_len=2048 -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$work/artifacts/")
+
+case $mode in
+run)
+	seconds=$3
+	echo "fuzz: $bin for $seconds s from $seeds ($(ls "$seeds" | wc -l) seeds); new inputs in $work/corpus"
+	start=$SECONDS
+	"$bin" "${common[@]}" -max_total_time="$seconds" -print_final_stats=1 "$work/corpus" "$seeds" \
+		2> "$work/fuzz.log" || { tail -n 60 "$work/fuzz.log"; echo "fuzz: FAILED (log: $work/fuzz.log)"; exit 1; }
+	grep -E '^(#[0-9]+ *DONE|stat::)' "$work/fuzz.log" || true
+	echo "fuzz: passed in $((SECONDS - start)) s; corpus $(ls "$work/corpus" | wc -l) inputs"
+	;;
+replay)
+	"$bin" "${common[@]}" "$seeds"/* 2> "$work/replay.log" ||
+		{ tail -n 60 "$work/replay.log"; echo "fuzz: replay FAILED (log: $work/replay.log)"; exit 1; }
+	echo "fuzz: replayed $(ls "$seeds" | wc -l) seeds"
+	;;
+*)
+	echo "usage: $0 run BINARY SECONDS | replay BINARY" >&2
+	exit 2
+	;;
+esac
