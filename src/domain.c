@@ -12,6 +12,7 @@
 #include "reserve.h"
 #include "slab.h"
 #include "slab_geometry.h"
+#include "task.h"
 #include "domain.h"
 #include "task_charge.h"
 #include "thread.h"
@@ -270,7 +271,7 @@ void nf_domain_drain(nf_domain *d)
 	if (tp->domain != d)
 		return;
 	pthread_mutex_lock(&d->lock);
-	thread_pages_drain(d, tp, OWNER_READ(tp->count));
+	thread_pages_drain_own(d, tp);
 	pthread_mutex_unlock(&d->lock);
 }
 

@@ -188,7 +188,7 @@ static void honour_drain_request(nf_domain *d, struct thread_pages *tp)
 {
 	if (tp && tp->seen_drain_seq != d->drain_seq) {
 		tp->seen_drain_seq = d->drain_seq;
-		thread_pages_drain(d, tp, OWNER_READ(tp->count));
+		thread_pages_drain_own(d, tp);
 	}
 }
 
@@ -283,9 +283,17 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 			index = take_above_floor(d, order, floor, &released);
 		if (index != NF_NO_PAGE)
 			break;
-		/* Our own cached pages come first: give them back so that they can merge. */
+		/*
+		 * Our own cached pages come first: give them back so that they can
+		 * merge. Those our tokens paid for come back as tokens, to be spent here.
+		 */
 		if (tp && OWNER_READ(tp->count)) {
-			thread_pages_drain(d, tp, OWNER_READ(tp->count));
+			if (thread_pages_drain_own(d, tp) && r) {
+				index = take_with_tokens(d, r, tp, order, &released);
+				with_tokens = index != NF_NO_PAGE;
+				if (with_tokens)
+					break;
+			}
 			continue;
 		}
 		/* Then the shrinkers, a few rounds while they free something, before failing or waiting. */

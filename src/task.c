@@ -36,8 +36,9 @@ struct reservation *task_reservation(nf_domain *d)
 bool task_holds_tokens(void)
 {
 	struct task_reservations *all = task_current_reservations();
+	/* Tokens spent on pages still on the thread's list come back with a drain: held all the same. */
 	for (int i = 0; i < TASK_RESERVATIONS; i++)
-		if (all->slot[i].domain && all->slot[i].tokens)
+		if (all->slot[i].domain && (all->slot[i].tokens || all->slot[i].on_list))
 			return true;
 	return false;
 }
@@ -48,6 +49,34 @@ static bool task_valid(const nf_task *t, const char *call)
 		return true;
 	nf_log("%s: %s is not a live task", call, t ? "the pointer" : "NULL");
 	return false;
+}
+
+/*
+ * Drains the whole list tp, giving r back the tokens it spent on pages
+ * still there: drained, they are free again, so promising them keeps the
+ * invariant, and nobody else can take what r was promised. d->lock held.
+ */
+static size_t drain_refunding(nf_domain *d, struct reservation *r, struct thread_pages *tp)
+{
+	size_t count = OWNER_READ(tp->count);
+	size_t refund = count < r->on_list ? count : r->on_list;
+	thread_pages_drain(d, tp, (unsigned)count);
+	d->reserved_pages += refund;
+	d->token_pages -= refund;
+	r->tokens += refund;
+	r->spent -= refund;
+	r->on_list = 0;
+	reserve_check(d);
+	return refund;
+}
+
+size_t thread_pages_drain_own(nf_domain *d, struct thread_pages *tp)
+{
+	struct reservation *r = task_reservation(d);
+	if (r && r->on_list)
+		return drain_refunding(d, r, tp);
+	thread_pages_drain(d, tp, OWNER_READ(tp->count));
+	return 0;
 }
 
 /*
@@ -64,15 +93,7 @@ static void refund_list_pages(struct task_reservations *all)
 		struct thread_pages *tp = thread_pages_own(d);
 		if (r->on_list && tp) {
 			pthread_mutex_lock(&d->lock);
-			size_t count = OWNER_READ(tp->count);
-			size_t refund = count < r->on_list ? count : r->on_list;
-			thread_pages_drain(d, tp, (unsigned)count);
-			/* The drained pages are free again, so promising `refund` of them keeps the invariant. */
-			d->reserved_pages += refund;
-			d->token_pages -= refund;
-			r->tokens += refund;
-			r->spent -= refund;
-			reserve_check(d);
+			drain_refunding(d, r, tp);
 			pthread_mutex_unlock(&d->lock);
 		}
 		r->on_list = 0;

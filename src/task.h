@@ -64,6 +64,12 @@ NF_HIDDEN bool task_holds_tokens(void);
 NF_HIDDEN size_t reservation_pages_taken(nf_domain *d, const struct reservation *r);
 /* Starts counting the current thread's list allocations for r (reserve, task enter). */
 NF_HIDDEN void reservation_attach_list(nf_domain *d, struct reservation *r);
+/*
+ * Drains the calling thread's whole list tp of d, first promising again to
+ * the current task the pages on it that its tokens paid for (the tokens
+ * come back); returns how many. d->lock held.
+ */
+NF_HIDDEN size_t thread_pages_drain_own(nf_domain *d, struct thread_pages *tp);
 /* Thread exit: gives back the implicit task's tokens in every live domain. */
 NF_HIDDEN void task_thread_exit(struct task_reservations *own);
 

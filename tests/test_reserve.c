@@ -250,6 +250,49 @@ TEST(cache_slabs_spend_tokens_while_the_reserve_is_in_use)
 	nf_domain_destroy(d);
 }
 
+/*
+ * Found by the fuzz target: an order-0 allocation with tokens fills the
+ * thread's list with a batch of token-paid pages; a drain gave those pages
+ * back to everyone and kept the tokens spent, so ordinary callers took
+ * them and the holder failed within its grant. Drained, they are promised
+ * again.
+ */
+TEST(tokens_spent_on_the_thread_list_survive_a_drain)
+{
+	nf_domain *d = make_domain(1100, 0, "list-drain"); /* 1024 usable pages and up have thread lists */
+	size_t grant = 64;
+	REQUIRE(nf_reserve(d, grant, NF_NOWAIT) == 0);
+	static void *ordinary[1024], *more[1024];
+	struct filler f = { d, ordinary, 0 }, g = { d, more, 0 };
+	pthread_t t;
+	pthread_create(&t, NULL, fill_ordinary, &f);
+	pthread_join(t, NULL);
+	void *mine[64];
+	mine[0] = nf_pages_alloc(d, 0, NF_NOWAIT);
+	REQUIRE(mine[0] != NULL);
+	REQUIRE(stats_now(d).cached_pages > 0); /* the test is about a list filled with tokens */
+	nf_domain_drain(d);
+	/* Ordinary callers find nothing the holder was promised. */
+	pthread_create(&t, NULL, fill_ordinary, &g);
+	pthread_join(t, NULL);
+	CHECK_EQ(g.n, 0);
+	CHECK_EQ(nf_reserved(d), grant - 1);
+	for (size_t i = 1; i < grant; i++) {
+		mine[i] = nf_pages_alloc(d, 0, NF_NOWAIT);
+		REQUIRE(mine[i] != NULL);
+	}
+	CHECK_EQ(nf_reserved(d), 0);
+	CHECK_EQ(stats_now(d).overruns, 0);
+	CHECK(tokens_covered(d));
+	free_all(d, mine, grant);
+	nf_unreserve(d);
+	pthread_create(&t, NULL, free_filled, &f);
+	pthread_join(t, NULL);
+	pthread_create(&t, NULL, free_filled, &g);
+	pthread_join(t, NULL);
+	nf_domain_destroy(d);
+}
+
 /* ---- all or nothing, and bad input ------------------------------------- */
 
 TEST(all_or_nothing)
