@@ -13,8 +13,8 @@ work=build/fuzz
 mkdir -p "$work/corpus" "$work/artifacts"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-# Inputs are operations of 4 bytes: 2 KiB is about 500 of them.
-common=(-max_len=2048 -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$work/artifacts/")
+# Inputs are operations of 4 bytes: 4 KiB is about 1000 of them.
+common=(-max_len=4096 -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$work/artifacts/")
 
 case $mode in
 run)
@@ -23,7 +23,7 @@ run)
 	start=$SECONDS
 	"$bin" "${common[@]}" -max_total_time="$seconds" -print_final_stats=1 "$work/corpus" "$seeds" \
 		2> "$work/fuzz.log" || { tail -n 60 "$work/fuzz.log"; echo "fuzz: FAILED (log: $work/fuzz.log)"; exit 1; }
-	grep -E '^(#[0-9]+ *DONE|stat::)' "$work/fuzz.log" || true
+	grep -E '^(#[0-9]+[[:space:]]+DONE|stat::)' "$work/fuzz.log" || true
 	echo "fuzz: passed in $((SECONDS - start)) s; corpus $(ls "$work/corpus" | wc -l) inputs"
 	;;
 replay)

@@ -27,7 +27,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	setenv("NOFAIL_BUDGET", "4M", 1);
+	setenv("NOFAIL_BUDGET", "8M", 1); /* 2048 pages: per-thread lists, a slab table */
 	fz_class = nf_reclaim_class("fuzz");
 	fz_other_class = nf_reclaim_class("fuzz-other");
 	trace = getenv("FUZZ_TRACE") != NULL;

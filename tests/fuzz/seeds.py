@@ -61,6 +61,17 @@ SEEDS = {
     "scopes": bytes([0x04]) + op(CACHE_CREATE, 0, 100) + op(SHRINKER_REGISTER, 1) + op(CACHE_ALLOC, 0, NOWAIT, 1) * 4
     + op(SCOPE_SAVE, 2) + op(RECLAIM, 4) + op(SCOPE_SAVE, 1) + op(CACHE_ALLOC, 0, BLOCKING) + op(SCOPE_SAVE, 7)
     + op(SCOPE_RESTORE) + op(SCOPE_RESTORE) + op(SCOPE_RESTORE) + op(RECLAIM, 2) + op(TRIM, 1) + op(DRAIN, 3),
+    # Found a bug: a 1088-page domain (thread lists), a grant of 544 pages, ordinary pages taken by a task,
+    # a token-paid list refill, a drain, the task taking what it can, then the holder's whole grant.
+    "reserve-drain": bytes([0x02]) + op(RESERVE, 0, 31, 2) + op(TASK_CREATE, 0, 125) + op(TASK_ENTER, 0)
+    + pages_alloc(3, NOWAIT) * 63 + pages_alloc(0, NOWAIT) * 10 + op(TASK_LEAVE) + pages_alloc(0, NOWAIT)
+    + op(DRAIN, 0) + op(TASK_ENTER, 0) + pages_alloc(0, NOWAIT) * 8 + op(TASK_LEAVE) + pages_alloc(3, NOWAIT) * 67
+    + pages_alloc(0, NOWAIT) * 7,
+    # Found a bug: tokens in the objects domain while NF_MEMALLOC allocations hold it below min; the holder's
+    # new slabs must be ordinary ones.
+    "reserve-below-min": bytes([0x04]) + op(RESERVE, 1, 40) + op(TASK_CREATE, 0) + op(TASK_ENTER, 0)
+    + op(ALLOC, NOWAIT_MEMALLOC | 3 << 4, 8) * 30 + op(TASK_LEAVE) + op(ALLOC, NOWAIT) * 6
+    + op(CACHE_CREATE, 0, 20) + op(CACHE_ALLOC, 0, NOWAIT) * 6,
 }
 
 

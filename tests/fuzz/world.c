@@ -71,10 +71,16 @@ static nf_domain *make_domain(size_t pages, const char *name)
 void fz_world_begin(uint8_t config)
 {
 	memset(&W, 0, sizeof W);
-	/* Pages 64-256, objects 128-1024 (the largest keeps slab headers in a table), pools 64-256. */
-	W.d[FZ_PAGES] = make_domain(64 + (size_t)(config & 3) * 64, "fuzz-pages");
-	W.d[FZ_OBJECTS] = make_domain((size_t)128 << ((config >> 2) & 3), "fuzz-objects");
-	W.d[FZ_POOLS] = make_domain(64 + (size_t)((config >> 4) & 3) * 64, "fuzz-pools");
+	/*
+	 * Small domains reach their edges in a few operations; from 1024
+	 * usable pages up domains have per-thread page lists (domain.c), the
+	 * fast path and the token-paid list refills; 2048-page ones also keep
+	 * slab headers in a table.
+	 */
+	static const size_t sizes[4] = { 64, 256, 1088, 2048 };
+	W.d[FZ_PAGES] = make_domain(sizes[config & 3], "fuzz-pages");
+	W.d[FZ_OBJECTS] = make_domain(sizes[(config >> 2) & 3] * 2, "fuzz-objects");
+	W.d[FZ_POOLS] = make_domain(sizes[(config >> 4) & 3], "fuzz-pools");
 	W.dflt = nf_domain_default();
 	for (int i = 0; i < FZ_DOMAINS; i++) {
 		nf_stats s;
