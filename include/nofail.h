@@ -800,6 +800,63 @@ static inline int nf_rwlock_unlock(nf_rwlock_t *l)
 }
 
 /* ------------------------------------------------------------------ */
+/* Fault injection: error paths exercised on purpose                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Makes requests that are allowed to fail (NF_MAYFAIL, NF_NOWAIT) fail at
+ * given rates, so that callers' error paths run in tests; blocking
+ * requests, requests a reservation covers and nofail's own allocations are
+ * never failed. From the environment, read when the first domain is made:
+ *   NOFAIL_FAULT="mayfail=1/50,nowait=1/20,seed=7"
+ * Keys (each rate N/D: N of every D requests, drawn at random):
+ *   mayfail  NF_MAYFAIL requests: pages, cache objects, nf_alloc, and
+ *            nf_reserve unless reserve= is given (ENOMEM, -ENOMEM);
+ *   nowait   NF_NOWAIT requests, the same (EAGAIN; nf_reserve -ENOMEM);
+ *   reserve  nf_reserve with NF_MAYFAIL or NF_NOWAIT, instead of the above;
+ *   pool     a mempool's own tries of its backend (default 0): the pool
+ *            then serves from its reserve, so a mempool allocation still
+ *            returns NULL only when backend and pool are both empty;
+ *   seed     the random numbers: each thread draws its own sequence from
+ *            the seed and the order in which threads first drew, so a run
+ *            repeats for a given seed and thread interleaving.
+ * A request is decided where it takes a slow path (a new slab or the page
+ * allocator's locked path); one served by a per-thread fast path (memory
+ * already in hand) is not failed.
+ *   NOFAIL_FAULT_DELAY="us=200,rate=1/10,seed=3"
+ * sleeps up to `us` microseconds (0: sched_yield) at `rate` of the slow
+ * paths' delay points (page allocator, new slabs, reservations, mempools,
+ * shrinker scans, writeback) to widen race windows; defaults us=100,
+ * rate=1/10, seed=1.
+ * Bad syntax: one line on stderr, and that injection stays off.
+ */
+enum nf_fault_kind {
+	NF_FAULT_MAYFAIL,
+	NF_FAULT_NOWAIT,
+	NF_FAULT_RESERVE,
+	NF_FAULT_POOL,
+	NF_FAULT_KINDS
+};
+
+/* Since the process started; checked: requests drawn for (their rate above 0). */
+typedef struct nf_fault_stats {
+	uint64_t checked[NF_FAULT_KINDS];
+	uint64_t injected[NF_FAULT_KINDS];
+	uint64_t delays;
+} nf_fault_stats;
+
+/*
+ * The same syntax as the environment variables, replacing what they or an
+ * earlier call set; NULL or "" turns it off. 0, or -EINVAL with a line on
+ * stderr (and the setting unchanged) for a bad spec. Threads pick up the
+ * change at their next decision.
+ */
+int nf_fault_set(const char *spec);
+int nf_fault_set_delay(const char *spec);
+/* 0, or -EINVAL for NULL. */
+int nf_fault_stats_get(nf_fault_stats *out);
+
+/* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 /* ------------------------------------------------------------------ */
 

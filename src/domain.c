@@ -14,6 +14,7 @@
 #include "slab_geometry.h"
 #include "task.h"
 #include "domain.h"
+#include "fault.h"
 #include "task_charge.h"
 #include "thread.h"
 #include "thread_pages.h"
@@ -155,6 +156,7 @@ static void init_locks(nf_domain *d, unsigned cfg_oom_rounds)
 
 nf_domain *nf_domain_create(const nf_domain_config *cfg)
 {
+	fault_init(); /* NOFAIL_FAULT is read once, before the first domain hands anything out */
 	if (!cfg)
 		return invalid("cfg is NULL");
 	size_t budget_pages = cfg->budget_bytes / NF_PAGE_SIZE;

@@ -41,6 +41,7 @@
 
 #include "cache_fast.h"
 #include "clock.h"
+#include "fault.h"
 
 /* Bound on one sleep of a waiting allocation: then the backend is tried again. */
 #define POOL_WAIT_NS (100u * 1000u * 1000u)
@@ -303,6 +304,7 @@ static __attribute__((noinline)) void *alloc_slow(nf_mempool *p, unsigned flags,
 		fail(p, EINVAL);
 		return NULL;
 	}
+	fault_delay(); /* NOFAIL_FAULT_DELAY: the pool's slow path, no lock held */
 	void *e = NULL;
 	bool from_pool = false;
 	if (atomic_load_explicit(&p->order, memory_order_relaxed) == NF_MEMPOOL_HALF_FULL) {

@@ -10,6 +10,7 @@
 #include "mempool.h"
 
 #include "domain.h"
+#include "fault.h"
 #include "slab.h"
 #include "thread.h"
 
@@ -22,6 +23,17 @@ static bool thread_list_has_page(const nf_domain *d)
 
 void *pool_backend_alloc(nf_mempool *p, unsigned flags)
 {
+	/*
+	 * Fault injection, pool= (fault.h): the pool's own tries of its backend
+	 * (NF_NOWAIT or NF_MAYFAIL: it goes on to its reserve, or to waiting,
+	 * when they fail). Failing here, and not in nf_mempool_alloc, keeps the
+	 * pool's promise: NULL only when backend and pool are both empty. The
+	 * backend's own layer may then decide again, by mayfail= and nowait=.
+	 */
+	if (fault_armed(flags) && fault_decide(NF_FAULT_POOL, flags)) {
+		errno = (flags & NF_NOWAIT) ? EAGAIN : ENOMEM;
+		return NULL;
+	}
 	switch (p->backend) {
 	case BACKEND_CACHE:
 		return nf_cache_alloc(p->cache, flags);

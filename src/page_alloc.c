@@ -26,6 +26,7 @@
 #include "task_charge.h"
 #include "clock.h"
 #include "domain.h"
+#include "fault.h"
 #include "lockdep.h"
 #include "thread.h"
 #include "trim.h"
@@ -264,7 +265,17 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 	bool released = false, with_tokens = false;
 	uint32_t index;
 
+	fault_delay(); /* NOFAIL_FAULT_DELAY: no lock held yet */
 	struct reservation *r = task_reservation(d);
+	/*
+	 * Fault injection (fault.h): the caller's own request only, never one
+	 * of nofail's tries that go on to wait (PAGES_TRY: the layer above
+	 * decided for its caller), nor one the task's tokens cover. Failed as
+	 * the real failure below is, counted alike.
+	 */
+	if (fault_armed(flags) && !(internal & PAGES_TRY) && !(r && r->tokens >= pages) &&
+	    fault_decide(fault_kind(flags), flags))
+		return fail(d, may_sleep ? NF_FAIL_MAYFAIL : NF_FAIL_NOWAIT, may_sleep ? ENOMEM : EAGAIN);
 	pthread_mutex_lock(&d->lock);
 	honour_drain_request(d, tp);
 	if (r) {

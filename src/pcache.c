@@ -22,6 +22,7 @@
 
 #include "pcache.h"
 #include "clock.h"
+#include "fault.h"
 #include "lockdep.h"
 #include "thread.h"
 
@@ -195,9 +196,13 @@ nf_pcache *nf_pcache_create(nf_domain *d, const nf_pcache_config *cfg)
 		errno = EINVAL;
 		return NULL;
 	}
+	/* The call promises no ENOMEM: no injected failure in its set-up (fault.h). */
+	fault_exempt_enter();
 	struct nf_pcache *pc = nf_alloc(d, sizeof *pc, NF_MAYFAIL | NF_ZERO);
-	if (!pc)
+	if (!pc) {
+		fault_exempt_leave();
 		return NULL;
+	}
 	pc->d = d;
 	snprintf(pc->name, sizeof pc->name, "%s", c.name ? c.name : "pcache");
 	size_t usable = d->budget_pages - d->meta_pages - d->min_pages;
@@ -207,6 +212,7 @@ nf_pcache *nf_pcache_create(nf_domain *d, const nf_pcache_config *cfg)
 	pc->hash = nf_alloc(d, buckets * sizeof *pc->hash, NF_MAYFAIL | NF_ZERO);
 	pc->hash_mask = buckets - 1;
 	pc->block_cache = pc->hash ? nf_cache_create(d, pc->name, sizeof(struct pcache_block), 0, 0) : NULL;
+	fault_exempt_leave();
 	if (!pc->block_cache) {
 		nf_free(pc->hash);
 		nf_free(pc);
@@ -340,7 +346,9 @@ nf_pcache_owner *nf_pcache_owner_register(nf_pcache *pc, const nf_pcache_owner_o
 		errno = EINVAL;
 		return NULL;
 	}
+	fault_exempt_enter(); /* the call promises no ENOMEM: no injected failure (fault.h) */
 	struct nf_pcache_owner *o = nf_alloc(pc->d, sizeof *o, NF_MAYFAIL | NF_ZERO);
+	fault_exempt_leave();
 	if (!o)
 		return NULL;
 	o->pc = pc;

@@ -28,6 +28,7 @@
 
 #include "pcache.h"
 #include "clock.h"
+#include "fault.h"
 #include "lockdep.h"
 #include "thread.h"
 
@@ -186,6 +187,7 @@ static int write_batch(struct nf_pcache *pc, struct pcache_block **blocks, unsig
 	lockdep_saved checked = lockdep_reclaim_enter(pc->classes, false, false, pc->name);
 	for (unsigned i = 0; i < n; i++) {
 		struct pcache_block *b = blocks[i];
+		fault_delay(); /* NOFAIL_FAULT_DELAY: before the owner's writeback, no cache lock held */
 		rc[i] = b->owner->ops.writeback(b->owner->data, b->index, b->data);
 	}
 	lockdep_reclaim_leave(checked);
@@ -261,7 +263,10 @@ static void *writeback_thread(void *arg)
 
 int pcache_writeback_start(struct nf_pcache *pc, unsigned threads)
 {
+	/* nf_pcache_create promises no ENOMEM: no injected failure (fault.h). */
+	fault_exempt_enter();
 	pc->threads = nf_alloc(pc->d, threads * sizeof *pc->threads, NF_MAYFAIL | NF_ZERO);
+	fault_exempt_leave();
 	if (!pc->threads)
 		return -ENOMEM;
 	pc->nr_threads = threads;

@@ -19,6 +19,7 @@
 #include <errno.h>
 
 #include "domain.h"
+#include "fault.h"
 #include "lockdep.h"
 #include "reclaim.h"
 #include "shrinker.h"
@@ -51,6 +52,7 @@ static size_t shrink_one(struct domain_reclaim *r, struct nf_shrinker *s, int pr
 	/* Small requests wait to add up to a batch, unless they cover the whole cache. */
 	while (to_scan >= SHRINK_BATCH || (to_scan && to_scan >= freeable)) {
 		size_t batch = to_scan < SHRINK_BATCH ? to_scan : SHRINK_BATCH;
+		fault_delay(); /* NOFAIL_FAULT_DELAY: before a shrinker's scan */
 		size_t got = s->ops.scan(s->ops.data, batch, scan_flags);
 		atomic_fetch_add_explicit(&r->scan_calls, 1, memory_order_relaxed);
 		if (got == NF_SHRINK_STOP)

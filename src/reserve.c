@@ -17,6 +17,7 @@
 
 #include "reserve.h"
 #include "clock.h"
+#include "fault.h"
 #include "task.h"
 #include "task_charge.h"
 #include "thread.h"
@@ -286,8 +287,12 @@ static int reserve(nf_domain *d, size_t pages, unsigned flags, const char *label
 		return -EINVAL;
 	}
 	int label_slot = -1;
+	fault_delay(); /* NOFAIL_FAULT_DELAY: before admission, no lock held */
 	pthread_mutex_lock(&d->lock);
-	if (likely(!d->reserve_head && fits(d, pages)))
+	/* Fault injection (fault.h): refused as a request that does not fit is, and counted alike. */
+	if (fault_armed(flags) && fault_decide(NF_FAULT_RESERVE, flags))
+		result = -ENOMEM;
+	else if (likely(!d->reserve_head && fits(d, pages)))
 		d->reserved_pages += pages;
 	else
 		result = admit_slow(d, pages, flags, timeout_ns);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "heap.h"
+#include "fault.h"
 #include "lockdep.h"
 #include "cache_fast.h"
 #include "thread.h"
@@ -457,6 +458,7 @@ static void *alloc_new_slab(nf_cache *c, struct heap *h, unsigned flags)
 	bool below_min;
 	unsigned order = c->geometry.order;
 	bool may_wait = !(flags & (NF_NOWAIT | NF_MAYFAIL));
+	fault_delay(); /* NOFAIL_FAULT_DELAY: a slab refill, no lock held */
 	char *start = pages_alloc_tagged(c->domain, order, flags | NF_MAYFAIL | PAGES_TRY, NULL, &below_min);
 	if (!start && may_wait && h) {
 		/* Before waiting for pages, give up what this heap keeps aside and look again. */
@@ -503,6 +505,18 @@ void *cache_alloc_slow(nf_cache *c, unsigned flags)
 	if (flags & ~NF_FLAGS_ALL) {
 		nf_log("nf_cache_alloc: unknown flags 0x%x", flags & ~NF_FLAGS_ALL);
 		errno = EINVAL;
+		return NULL;
+	}
+	/*
+	 * Fault injection (fault.h), where the request leaves the thread's
+	 * current slab: the kernel's failslab decides on every allocation, but
+	 * a check in cache_alloc_inline would cost every fast-path allocation
+	 * a branch. A task whose reservation is in use here is never failed
+	 * (its new slabs would spend tokens); the pages for a new slab below
+	 * are tries (PAGES_TRY) that the page allocator does not decide again.
+	 */
+	if (fault_armed(flags) && !task_reservation(c->domain) && fault_decide(fault_kind(flags), flags)) {
+		errno = (flags & NF_NOWAIT) ? EAGAIN : ENOMEM;
 		return NULL;
 	}
 	void *obj = NULL;
