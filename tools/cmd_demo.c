@@ -1,9 +1,12 @@
 /* cmd_demo.c - `nofail demo`: run the seed scenarios by name, or list them. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "nofail.h"
 
 #include "commands.h"
 #include "scenario.h"
@@ -27,13 +30,42 @@ static __attribute__((format(printf, 1, 2))) int usage_error(const char *fmt, ..
 	return EXIT_USAGE;
 }
 
+/*
+ * Under NOFAIL_FAULT or NOFAIL_FAULT_DELAY, what injection did during one
+ * scenario, in this process (runs in child processes count their own), so
+ * that a comparison row's failures can be read against it.
+ */
+static void print_faults(const nf_fault_stats *before)
+{
+	static const char *const kinds[NF_FAULT_KINDS] = { "mayfail", "nowait", "reserve", "pool" };
+	nf_fault_stats now;
+	if (nf_fault_stats_get(&now) != 0)
+		return;
+	uint64_t checked = 0, injected = 0;
+	for (int k = 0; k < NF_FAULT_KINDS; k++) {
+		checked += now.checked[k] - before->checked[k];
+		injected += now.injected[k] - before->injected[k];
+	}
+	if (!getenv("NOFAIL_FAULT") && !getenv("NOFAIL_FAULT_DELAY") && !checked && now.delays == before->delays)
+		return;
+	printf("   fault injection (this process): %" PRIu64 " of %" PRIu64 " requests allowed to fail were failed (",
+	       injected, checked);
+	for (int k = 0; k < NF_FAULT_KINDS; k++)
+		printf("%s%s %" PRIu64 "/%" PRIu64, k ? ", " : "", kinds[k], now.injected[k] - before->injected[k],
+		       now.checked[k] - before->checked[k]);
+	printf("); %" PRIu64 " delays\n", now.delays - before->delays);
+}
+
 static int run_all(const struct scenario **chosen, size_t n, const struct scenario_options *opts)
 {
 	size_t held = 0;
 	for (size_t i = 0; i < n; i++) {
 		printf("%s== %s: %s\n", i ? "\n" : "", chosen[i]->name, chosen[i]->summary);
 		fflush(stdout);
+		nf_fault_stats before;
+		nf_fault_stats_get(&before);
 		int rc = chosen[i]->run(opts);
+		print_faults(&before);
 		printf("== %s: %s\n", chosen[i]->name, rc == 0 ? "claims held" : "CLAIMS DID NOT HOLD");
 		if (rc == 0)
 			held++;
