@@ -14,6 +14,7 @@
 #   make test-preload    real programs (python3, sqlite3, git, our own) on LD_PRELOAD=libnofail-malloc.so
 #   make fuzz            the libFuzzer target for FUZZ_SECONDS (default 300) on tests/fuzz/corpus
 #   make fuzz-replay     the same target over the seed corpus once, without fuzzing
+#   make test-fault      the seed scenarios under NOFAIL_FAULT and NOFAIL_FAULT_DELAY (debug build)
 #   make install PREFIX=/usr/local
 
 CC      ?= cc
@@ -96,6 +97,12 @@ test-preload: $(BUILD)/libnofail-malloc.so
 	@tests/preload/run.sh $(BUILD)
 	@$(MAKE) --no-print-directory VARIANT=debug build/debug/libnofail-malloc.so
 	@tests/preload/run.sh build/debug
+
+# The scenarios' claims under fault injection, with the debug build's invariants checked (tests/fault/run.sh).
+.PHONY: test-fault
+test-fault:
+	@$(MAKE) --no-print-directory VARIANT=debug build/debug/nofail
+	@tests/fault/run.sh build/debug
 
 $(BUILD)/cmd/%.o: %.c $(wildcard tools/*.h scenarios/*.h) include/nofail.h
 	@mkdir -p $(dir $@)
