@@ -5,7 +5,8 @@
  *
  * Who may be failed (the invariant the hooks keep): only a request whose
  * caller said NF_MAYFAIL or NF_NOWAIT, decided once per request at the
- * layer the caller called, and never
+ * layer the caller called (a mempool's tries of its backend are the pool's
+ * own requests, decided by pool= and then by the backend's layer), and never
  *  - a blocking request (flags without NF_MAYFAIL and NF_NOWAIT), whatever
  *    its scope: NF_MEMALLOC and the memalloc scope change where pages may
  *    come from, not whether the caller handles NULL;
