@@ -637,6 +637,18 @@ static void *mix_reserver(void *arg)
 	return NULL;
 }
 
+/*
+ * Two churners may hold the same block at once: writing its data is theirs
+ * to serialise, as for any user of a shared block (unserialised, TSan saw
+ * the two fills race).
+ */
+static pthread_mutex_t fill_locks[16] = {
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+};
+
 /* Churns the page cache: gets (misses and hits), now and then a dirty block. */
 static void *mix_churner(void *arg)
 {
@@ -646,7 +658,9 @@ static void *mix_churner(void *arg)
 		uint64_t index = test_random(&seed) % 3000;
 		void *b = nf_pcache_get(m->pc, m->o, index, 0);
 		if (test_random(&seed) % 16 == 0) {
+			pthread_mutex_lock(&fill_locks[index % 16]);
 			fill(b, index, 0);
+			pthread_mutex_unlock(&fill_locks[index % 16]);
 			nf_pcache_mark_dirty(m->pc, b);
 		}
 		nf_pcache_put(m->pc, b);
