@@ -13,8 +13,9 @@
  * Part 2: the same, but the leaker holds its own lock for good, so its
  * reap can never take it: the reaper gives up within its bound (10 tries
  * over a second), the leaker is skipped, and the killer chooses the next
- * task, a cache that can be reaped. A probe thread timestamps each step
- * from the statistics.
+ * task, a cache that can be reaped (a surge of demand after the first
+ * kill makes sure the requests need it). A probe thread timestamps each
+ * step from the statistics.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -140,6 +141,41 @@ static void *leaker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Part 2's demand after the first kill: once the stuck leaker has stopped
+ * leaking, the requests' own pages would just go round among them, and
+ * whether they ever wedge again (so that the killer must choose a second
+ * victim) would be left to timing. A surge of SURGE_PAGES, from a task
+ * that is never chosen, waits first in line for every page they free, so
+ * that they do wedge: only the second kill can end it.
+ */
+#define SURGE_PAGES 128
+
+struct surge {
+	nf_domain *d;
+	nf_task *t;
+	int got;
+};
+
+static void *surge_main(void *arg)
+{
+	struct surge *sg = arg;
+	nf_stats s;
+	for (nf_stats_get(sg->d, &s); s.oom_kills == 0; nf_stats_get(sg->d, &s))
+		pause_us(1000);
+	static void *pages[SURGE_PAGES];
+	nf_task *prev = nf_task_enter(sg->t);
+	for (sg->got = 0; sg->got < SURGE_PAGES; sg->got++) {
+		pages[sg->got] = nf_pages_alloc(sg->d, 0, 0);
+		if (!pages[sg->got])
+			break;
+	}
+	for (int i = 0; i < sg->got; i++)
+		nf_pages_free(sg->d, pages[i], 0);
+	nf_task_leave(prev);
+	return NULL;
+}
+
 struct worker {
 	nf_domain *d;
 	nf_task *t;
@@ -244,12 +280,22 @@ static int run_part(bool stuck, int requests, struct part_result *res)
 		pthread_create(&threads[i], NULL, worker_main, &workers[i]);
 	}
 	pthread_create(&leak_thread, NULL, leaker_main, &leaker);
+	nf_task_ops never_chosen = { .oom_score_adj = -1000 };
+	struct surge surge = { .d = d, .t = stuck ? nf_task_create(d, "surge", &never_chosen) : NULL };
+	pthread_t surge_thread;
+	if (stuck)
+		pthread_create(&surge_thread, NULL, surge_main, &surge);
 	for (int i = 0; i < WORKERS; i++) {
 		pthread_join(threads[i], NULL);
 		res->done += workers[i].done;
 		res->failures += workers[i].failures;
 		if (workers[i].wait_max_ns > res->wait_max_ns)
 			res->wait_max_ns = workers[i].wait_max_ns;
+	}
+	if (stuck) {
+		pthread_join(surge_thread, NULL);
+		res->failures += (uint64_t)(SURGE_PAGES - surge.got);
+		nf_task_destroy(surge.t);
 	}
 	atomic_store(&leaker.stop, true);
 	atomic_store(&leaker.release, true);
@@ -288,8 +334,9 @@ static int oom_run(const struct scenario_options *opts)
 	int requests = opts->quick ? QUICK_REQUESTS : REQUESTS;
 	printf("  %d request tasks (%d pages each, %d requests) and a task that leaks 8 pages every 20 us share a\n"
 	       "  %d-page domain; the killer runs after 3 rounds (100 ms each) in which nothing was freed.\n"
-	       "  Part 2: the leaker holds its own lock for good, beside a %d-page cache task that can be reaped.\n",
-	       WORKERS, REQUEST_PAGES, requests, DOMAIN_PAGES, CACHE_PAGES);
+	       "  Part 2: the leaker holds its own lock for good, beside a %d-page cache task that can be reaped;\n"
+	       "  after the first kill a task that is never chosen asks for %d pages, so the requests wedge again.\n",
+	       WORKERS, REQUEST_PAGES, requests, DOMAIN_PAGES, CACHE_PAGES, SURGE_PAGES);
 	fflush(stdout);
 	struct part_result parts[2];
 	for (int p = 0; p < 2; p++)
