@@ -373,7 +373,10 @@ typedef struct nf_task_ops {
 	int oom_score_adj;
 } nf_task_ops;
 
-/* ops may be NULL. The task's struct comes from d's budget. NULL + EINVAL on bad arguments. */
+/*
+ * ops may be NULL. The task's struct comes from d's budget. NULL + EINVAL on
+ * bad arguments; NULL + ENOMEM when d has no room for it (it does not wait).
+ */
 nf_task *nf_task_create(nf_domain *d, const char *name, const nf_task_ops *ops);
 /* Gives back any tokens t still holds; t must not be entered by any thread. */
 void     nf_task_destroy(nf_task *t);
@@ -481,7 +484,11 @@ typedef struct nf_shrinker_ops {
 	unsigned flags;                           /* NF_SHRINKER_NONBLOCKING */
 } nf_shrinker_ops;
 
-/* NULL + errno EINVAL (and a line on stderr) on a bad domain or ops; the ops are copied. */
+/*
+ * NULL + errno EINVAL (and a line on stderr) on a bad domain or ops; the ops
+ * are copied. Its struct comes from d, the emergency reserve included: NULL +
+ * ENOMEM only when even that is gone.
+ */
 nf_shrinker *nf_shrinker_register(nf_domain *d, const nf_shrinker_ops *ops);
 /*
  * Waits until no reclaim is inside the shrinker, then removes it: after
@@ -571,7 +578,11 @@ typedef struct nf_pcache_owner_ops {
 	int (*read)(void *owner_data, uint64_t index, void *block);
 } nf_pcache_owner_ops;
 
-/* cfg may be NULL for the defaults. NULL + errno EINVAL (and a line on stderr) on bad arguments. */
+/*
+ * cfg may be NULL for the defaults. NULL + errno EINVAL (and a line on
+ * stderr) on bad arguments; NULL + ENOMEM (or the error of pthread_create)
+ * when d has no room for the cache's structs or its threads cannot start.
+ */
 nf_pcache *nf_pcache_create(nf_domain *d, const nf_pcache_config *cfg);
 /*
  * Flushes every owner (errors are reported on stderr), stops the threads
@@ -580,7 +591,7 @@ nf_pcache *nf_pcache_create(nf_domain *d, const nf_pcache_config *cfg);
  */
 void nf_pcache_destroy(nf_pcache *pc);
 
-/* ops are copied. NULL + EINVAL on bad arguments. */
+/* ops are copied. NULL + EINVAL on bad arguments, NULL + ENOMEM when the domain has no room for it. */
 nf_pcache_owner *nf_pcache_owner_register(nf_pcache *pc, const nf_pcache_owner_ops *ops, void *owner_data);
 /*
  * Flushes the owner, then drops its blocks and frees it. Returns the

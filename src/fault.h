@@ -14,8 +14,9 @@
  *  - one of nofail's own tries that fall back to waiting (PAGES_TRY): the
  *    layer above decided for its caller already;
  *  - nofail's own allocations inside fault_exempt_enter/leave: the
- *    creation calls (tasks, shrinkers, page caches) whose contract has
- *    no ENOMEM.
+ *    set-up calls (tasks, shrinkers, page caches), whose flags are
+ *    nofail's choice, not a caller's leave to fail (they return ENOMEM
+ *    only when the domain truly has no room).
  * The checks sit on slow paths only: with injection off each hook costs a
  * test of the flags and, for requests that may fail, one relaxed load.
  * A request served by a per-thread fast path (the thread's page list or
@@ -75,7 +76,7 @@ static inline void fault_delay(void)
 /*
  * nofail's own allocations between these two, on this thread, are never
  * failed by injection: they use NF_MAYFAIL to stay out of waiting, for
- * calls whose contract promises no ENOMEM. Nest freely.
+ * set-up calls, whose allocations are nofail's own. Nest freely.
  */
 NF_HIDDEN void fault_exempt_enter(void);
 NF_HIDDEN void fault_exempt_leave(void);

@@ -196,7 +196,7 @@ nf_pcache *nf_pcache_create(nf_domain *d, const nf_pcache_config *cfg)
 		errno = EINVAL;
 		return NULL;
 	}
-	/* The call promises no ENOMEM: no injected failure in its set-up (fault.h). */
+	/* A set-up call: its allocations are nofail's own, never injected (fault.h). */
 	fault_exempt_enter();
 	struct nf_pcache *pc = nf_alloc(d, sizeof *pc, NF_MAYFAIL | NF_ZERO);
 	if (!pc) {
@@ -346,7 +346,7 @@ nf_pcache_owner *nf_pcache_owner_register(nf_pcache *pc, const nf_pcache_owner_o
 		errno = EINVAL;
 		return NULL;
 	}
-	fault_exempt_enter(); /* the call promises no ENOMEM: no injected failure (fault.h) */
+	fault_exempt_enter(); /* a set-up call: its allocations are nofail's own, never injected (fault.h) */
 	struct nf_pcache_owner *o = nf_alloc(pc->d, sizeof *o, NF_MAYFAIL | NF_ZERO);
 	fault_exempt_leave();
 	if (!o)

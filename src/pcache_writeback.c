@@ -263,7 +263,7 @@ static void *writeback_thread(void *arg)
 
 int pcache_writeback_start(struct nf_pcache *pc, unsigned threads)
 {
-	/* nf_pcache_create promises no ENOMEM: no injected failure (fault.h). */
+	/* Part of nf_pcache_create, a set-up call: never injected (fault.h). */
 	fault_exempt_enter();
 	pc->threads = nf_alloc(pc->d, threads * sizeof *pc->threads, NF_MAYFAIL | NF_ZERO);
 	fault_exempt_leave();

@@ -55,7 +55,7 @@ nf_shrinker *nf_shrinker_register(nf_domain *d, const nf_shrinker_ops *ops)
 	 * does, and may dip into the emergency reserve: a shrinker is how memory
 	 * comes back, and a full domain is when one is registered in a hurry.
 	 */
-	fault_exempt_enter(); /* the call promises no ENOMEM: no injected failure (fault.h) */
+	fault_exempt_enter(); /* a set-up call: its allocations are nofail's own, never injected (fault.h) */
 	struct nf_shrinker *s = nf_alloc(d, sizeof *s, NF_MAYFAIL | NF_MEMALLOC | NF_ZERO);
 	fault_exempt_leave();
 	if (!s)

@@ -126,7 +126,7 @@ nf_task *nf_task_create(nf_domain *d, const char *name, const nf_task_ops *ops)
 		errno = EINVAL;
 		return NULL;
 	}
-	/* The call promises no ENOMEM: no injected failure (fault.h). */
+	/* A set-up call: its allocations are nofail's own, never injected (fault.h). */
 	fault_exempt_enter();
 	nf_task *t = nf_alloc(d, sizeof *t, NF_MAYFAIL | NF_ZERO);
 	fault_exempt_leave();
