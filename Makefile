@@ -56,7 +56,7 @@ LDFLAGS_ALL := $(filter -fsanitize=%,$(OPT)) $(LDFLAGS)
 
 LIB_SRC   := $(sort $(wildcard src/*.c))
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-TOOL_SRC  := $(sort $(wildcard tools/*.c scenarios/*.c))
+TOOL_SRC  := $(sort $(wildcard tools/*.c scenarios/*.c soak/*.c))
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/cmd/%.o)
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -104,9 +104,9 @@ test-fault:
 	@$(MAKE) --no-print-directory VARIANT=debug build/debug/nofail
 	@tests/fault/run.sh build/debug
 
-$(BUILD)/cmd/%.o: %.c $(wildcard tools/*.h scenarios/*.h) include/nofail.h
+$(BUILD)/cmd/%.o: %.c $(wildcard tools/*.h scenarios/*.h soak/*.h) include/nofail.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itools -Iscenarios -c $< -o $@
+	$(CC) $(CFLAGS_ALL) -Itools -Iscenarios -Isoak -c $< -o $@
 
 $(BUILD)/nofail: $(TOOL_OBJ) $(BUILD)/libnofail.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(BUILD)/libnofail.a $(LDLIBS_ALL)

@@ -12,6 +12,7 @@
 
 int cmd_demo(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_soak(int argc, char **argv);
 void print_usage(FILE *f);
 
 #endif

@@ -12,6 +12,7 @@ struct command {
 static const struct command commands[] = {
 	{ "demo", cmd_demo },
 	{ "stats", cmd_stats },
+	{ "soak", cmd_soak },
 };
 
 void print_usage(FILE *f)
@@ -26,6 +27,12 @@ void print_usage(FILE *f)
 	      "                    --no-reserves runs only netswap's run without emergency reserves\n"
 	      "  demo --list       list the scenarios\n"
 	      "  stats [--json]    print the default domain's statistics\n"
+	      "  soak [--minutes M | --seconds S] [--scale F] [--watchdog S] [--log FILE] [--only L,...]\n"
+	      "                    every capability at once in one process, three domains, ~2000 threads\n"
+	      "                    (times F), for M minutes (default 10); then checks that no blocking call\n"
+	      "                    failed outside an OOM victim, no thread stuck past the watchdog (default\n"
+	      "                    30 s) and every domain is whole; prints a table; exit status 1 if not;\n"
+	      "                    --log sends nofail's stderr (OOM reports) to FILE; --list names the loads\n"
 	      "  help              print this message\n"
 	      "\n"
 	      "The default domain's budget is NOFAIL_BUDGET (e.g. 256M, 2G), else the cgroup's memory\n"
