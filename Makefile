@@ -15,6 +15,9 @@
 #   make fuzz            the libFuzzer target for FUZZ_SECONDS (default 300) on tests/fuzz/corpus
 #   make fuzz-replay     the same target over the seed corpus once, without fuzzing
 #   make test-fault      the seed scenarios under NOFAIL_FAULT and NOFAIL_FAULT_DELAY (debug build)
+#   make soak            every capability at once for MINUTES (default 10), ~2000 threads, then the checks
+#   make soak-selftest   the soak's checks catch a deliberate failure, leak and hang
+#   make soak-tsan       a short, scaled-down soak under ThreadSanitizer (SOAK_TSAN_MINUTES, default 1)
 #   make install PREFIX=/usr/local
 
 CC      ?= cc
@@ -140,6 +143,25 @@ test-tsan:
 
 demo: $(BUILD)/nofail
 	$(BUILD)/nofail demo
+
+# The soak (soak/soak.h): nofail's stderr (the OOM killer's reports) goes to a log, shown in part on failure.
+MINUTES ?= 10
+SOAK_TSAN_MINUTES ?= 1
+SOAK_TSAN_SCALE ?= 0.1
+.PHONY: soak soak-selftest soak-tsan
+soak: $(BUILD)/nofail
+	@$(BUILD)/nofail soak --minutes $(MINUTES) --log $(BUILD)/soak.log || \
+	{ echo "soak: nofail's messages other than OOM reports, from $(BUILD)/soak.log:"; \
+	  grep -v '^nofail: oom:' $(BUILD)/soak.log | tail -n 40; exit 1; }
+
+soak-selftest: $(BUILD)/nofail
+	@scripts/soak-selftest.sh $(BUILD)
+
+soak-tsan:
+	@$(MAKE) --no-print-directory VARIANT=tsan build/tsan/nofail
+	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build/tsan/nofail soak --minutes $(SOAK_TSAN_MINUTES) \
+	  --scale $(SOAK_TSAN_SCALE) --log build/tsan/soak.log || \
+	{ echo "soak-tsan: the end of build/tsan/soak.log:"; grep -v '^nofail: oom:' build/tsan/soak.log | tail -n 60; exit 1; }
 
 bench: $(BENCH_BIN)
 	@bench/run.sh $(BUILD)

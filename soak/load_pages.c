@@ -45,6 +45,7 @@ static bool zeroed(const void *p, size_t len)
 
 static void pages_run(struct soak_worker *w)
 {
+	soak_break_now(w, domain);
 	while (!soak_stopping()) {
 		unsigned order = (unsigned)soak_between(w, 0, 3);
 		unsigned flags = pick_flags(w);

@@ -288,6 +288,7 @@ int soak_run(const struct soak_options *opts)
 		return 1;
 	/* The lock checker watches the loads' own annotated locks; any report is a violation. */
 	nf_lockdep_set_mode(NF_LOCKDEP_WARN);
+	soak_break_set(opts->deliberate, opts->watchdog_s);
 	nf_domain *domains[SOAK_DOMAINS];
 	for (int i = 0; i < SOAK_DOMAINS; i++)
 		if (!(domains[i] = domain_make(i))) {

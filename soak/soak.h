@@ -154,6 +154,16 @@ bool soak_check(const void *p, size_t len, uint64_t seed);
 /* The bytes a fill of len wrote, below upto (what survives a realloc to upto). */
 bool soak_check_upto(const void *p, size_t len, size_t upto, uint64_t seed);
 
+/* ---------------------------------------------------------------- breaks.c: checking the checks */
+
+enum soak_break { SOAK_BREAK_NONE, SOAK_BREAK_FAIL, SOAK_BREAK_LEAK, SOAK_BREAK_STUCK };
+
+/* The mode called name ("fail", "leak", "stuck", "none"), or -1. */
+int soak_break_parse(const char *name);
+void soak_break_set(enum soak_break mode, unsigned watchdog_s);
+/* Called by the pages load: its worker 0 commits the chosen fault, once. */
+void soak_break_now(struct soak_worker *w, nf_domain *d);
+
 /* ---------------------------------------------------------------- the run (run.c) */
 
 struct soak_options {
@@ -162,6 +172,7 @@ struct soak_options {
 	unsigned watchdog_s;           /* a worker that has not moved this long is stuck */
 	const char *log_path;          /* stderr goes here during the run; NULL: left alone */
 	unsigned only_mask;            /* bit per load index to run; 0: all */
+	enum soak_break deliberate;    /* a fault to commit (breaks.c); SOAK_BREAK_NONE for a real soak */
 };
 
 int soak_run(const struct soak_options *opts);

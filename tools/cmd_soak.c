@@ -73,6 +73,11 @@ int cmd_soak(int argc, char **argv)
 			opts.watchdog_s = (unsigned)v;
 		} else if (!strcmp(arg, "--log")) {
 			opts.log_path = val;
+		} else if (!strcmp(arg, "--break")) {
+			int m = soak_break_parse(val);
+			if (m < 0)
+				return usage_error("--break takes fail, leak or stuck, not", val);
+			opts.deliberate = (enum soak_break)m;
 		} else if (!strcmp(arg, "--only")) {
 			if (!(opts.only_mask = loads_named(val)))
 				return usage_error("no such load in", val);
