@@ -8,7 +8,8 @@
  * than the limit, or when it has not beaten for that long at all (stuck
  * somewhere of its own: every wait of the loads' own is timed and beats,
  * so that too would be a hang). Each stuck worker is reported once, on
- * stdout, with what it was doing and the state of every domain, like the
+ * stdout (the first 20 found in one look, and how many more), with what
+ * it was doing and the state of every domain, like the
  * netswap scenario's watchdog; the verdict counts it. The watchdog also
  * samples how much of each domain's emergency reserve is in use.
  */
@@ -62,15 +63,22 @@ static uint64_t stuck_for(const struct soak_watch *wd, struct soak_worker *w, ui
 	return beat && beat < now && now - beat > limit ? now - beat : 0;
 }
 
-void watchdog_report(const struct soak_watch *wd, uint64_t now)
+/* Prints the stuck workers (only those not reported before, if fresh_only), then every domain. */
+static void report(const struct soak_watch *wd, uint64_t now, bool fresh_only)
 {
 	unsigned shown = 0;
 	for (size_t i = 0; i < wd->nworkers; i++) {
 		struct soak_worker *w = &wd->workers[i];
 		bool in_call;
 		uint64_t took = stuck_for(wd, w, now, &in_call);
-		if (!took)
+		if (!took || (fresh_only && atomic_load(&w->stuck)))
 			continue;
+		if (fresh_only) {
+			atomic_store(&w->stuck, true);
+			atomic_fetch_add(&stuck_count, 1);
+		}
+		if (!shown && fresh_only)
+			printf("soak: watchdog: workers stuck past %u s:\n", wd->limit_s);
 		if (shown++ < 20)
 			printf("soak: watchdog: %s worker %u: %s for %.1f s\n", w->load->name, w->index,
 			       in_call ? atomic_load_explicit(&w->doing, memory_order_relaxed) : "no heartbeat",
@@ -78,8 +86,15 @@ void watchdog_report(const struct soak_watch *wd, uint64_t now)
 	}
 	if (shown > 20)
 		printf("soak: watchdog: ... and %u more\n", shown - 20);
-	print_domains(wd);
+	if (shown)
+		print_domains(wd);
 	fflush(stdout);
+}
+
+void watchdog_report(const struct soak_watch *wd, uint64_t now)
+{
+	printf("soak: watchdog: workers stuck now:\n");
+	report(wd, now, false);
 }
 
 static void sample_reserves(const struct soak_watch *wd)
@@ -99,21 +114,7 @@ static void *watchdog_main(void *arg)
 		struct timespec ts = { 0, (long)POLL_MS * 1000000 };
 		nanosleep(&ts, NULL);
 		sample_reserves(wd);
-		uint64_t now = soak_now_ns();
-		bool fresh = false;
-		for (size_t i = 0; i < wd->nworkers; i++) {
-			struct soak_worker *w = &wd->workers[i];
-			bool in_call;
-			if (atomic_load(&w->stuck) || !stuck_for(wd, w, now, &in_call))
-				continue;
-			atomic_store(&w->stuck, true);
-			atomic_fetch_add(&stuck_count, 1);
-			fresh = true;
-		}
-		if (fresh) {
-			printf("soak: watchdog: workers stuck past %u s:\n", wd->limit_s);
-			watchdog_report(wd, now);
-		}
+		report(wd, soak_now_ns(), true);
 	}
 	return NULL;
 }
