@@ -85,7 +85,7 @@ static void warn_large_blocking(const nf_domain *d, unsigned order, const void *
 /* Takes the block for the request if the floor allows; d->lock held. */
 static uint32_t take_above_floor(nf_domain *d, unsigned order, size_t floor, bool *released)
 {
-	if (d->free_pages < alloc_floor(d, floor) + ((size_t)1 << order))
+	if (d->free_pages < reserve_floor(d, floor) + ((size_t)1 << order))
 		return NF_NO_PAGE;
 	return buddy_take(d, order, released);
 }
@@ -176,7 +176,7 @@ static uint32_t take_with_tokens(nf_domain *d, struct reservation *r, struct thr
 static uint32_t take_through_list(nf_domain *d, struct thread_pages *tp)
 {
 	if (tp->head == NF_NO_PAGE) {
-		if (d->free_pages < alloc_floor(d, d->min_pages) + d->pcp_batch)
+		if (d->free_pages < reserve_floor(d, d->min_pages) + d->pcp_batch)
 			return NF_NO_PAGE;
 		if (thread_pages_refill(d, tp, d->pcp_batch) == 0)
 			return NF_NO_PAGE;

@@ -13,7 +13,7 @@ void page_wait_grant(nf_domain *d)
 {
 	struct page_waiter *w;
 	while ((w = d->waiters_head) != NULL) {
-		if (d->free_pages < alloc_floor(d, w->floor) + ((size_t)1 << w->order))
+		if (d->free_pages < reserve_floor(d, w->floor) + ((size_t)1 << w->order))
 			return;
 		bool released;
 		uint32_t index = buddy_take(d, w->order, &released);

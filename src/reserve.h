@@ -16,11 +16,6 @@
  *   leaves F >= f + U, where U = R - C when positive (the tokens that no
  *   clean page covers: reserve_floor below). So it never takes a promised
  *   page, and ordinary ones never take one below M.
- * - Ordinary allocations (f >= M) also leave the pages that the head of
- *   the queue waits for, when free pages and not the cap hold it back
- *   (alloc_floor below): pages that come back then gather for the head
- *   instead of going one by one to a stream of small allocations, which
- *   could otherwise keep F below M + pages for good (found by the soak).
  * - Spending a token lowers F (or drops a clean page first: C down, F up)
  *   and R together. A token-backed allocation that finds no free page above
  *   M drops clean pages synchronously through d->drop_clean, so it never
@@ -74,27 +69,6 @@ static inline size_t reserve_uncovered(const nf_domain *d)
 static inline size_t reserve_floor(const nf_domain *d, size_t floor)
 {
 	return floor + reserve_uncovered(d);
-}
-
-/*
- * The pages the head of the queue waits for, when it is free pages and not
- * the cap that hold it back; d->lock held (a waiter leaves the queue only
- * under it, so the head cannot go away while this reads it).
- */
-static inline size_t reserve_head_pages(const nf_domain *d)
-{
-	const struct reserve_waiter *w = atomic_load_explicit(&d->reserve_head, memory_order_relaxed);
-	return w && d->reserved_pages + w->pages <= d->reserve_cap_pages ? w->pages : 0;
-}
-
-/*
- * Free pages an allocation with this base floor must leave before it takes
- * one: reserve_floor, and for ordinary allocations (floor at min or above)
- * what the head of the reservation queue waits for. d->lock held.
- */
-static inline size_t alloc_floor(const nf_domain *d, size_t floor)
-{
-	return reserve_floor(d, floor) + (floor >= d->min_pages ? reserve_head_pages(d) : 0);
 }
 
 /* Label statistics (reserve_labels.c); d->lock held for both. */

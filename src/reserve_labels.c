@@ -58,7 +58,7 @@ static struct reserve_labels *table_of(nf_domain *d)
 	unsigned order = 0;
 	while (((size_t)NF_PAGE_SIZE << order) < sizeof(struct reserve_labels))
 		order++;
-	if (d->free_pages < alloc_floor(d, d->min_pages) + ((size_t)1 << order))
+	if (d->free_pages < reserve_floor(d, d->min_pages) + ((size_t)1 << order))
 		return NULL;
 	bool released;
 	uint32_t index = buddy_take(d, order, &released);

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,74 +515,6 @@ TEST(timeout_gives_up_and_leaves_the_queue)
 	atomic_store(&first.release, true);
 	pthread_join(t1, NULL);
 	pthread_join(t3, NULL);
-	nf_stats s = stats_now(d);
-	CHECK_EQ(s.reserved_pages, 0);
-	CHECK_EQ(s.reserve_waiting, 0);
-	nf_domain_destroy(d);
-}
-
-/*
- * A queued reservation is not starved by ordinary allocations. A greedy
- * thread takes every page it can with NF_MAYFAIL while pages come back one
- * by one; the reservation at the head of the queue needs 32 of them above
- * min at once. Found by the soak: without a floor for the head, the greedy
- * thread took each page as it came back and the request waited for good.
- */
-struct greedy {
-	nf_domain *d;
-	void *pages[1024];
-	size_t n;
-	atomic_bool stop;
-};
-
-static void *take_greedily(void *arg)
-{
-	struct greedy *g = arg;
-	while (!atomic_load(&g->stop)) {
-		void *p = g->n < 1024 ? nf_pages_alloc(g->d, 0, NF_MAYFAIL) : NULL;
-		if (p)
-			g->pages[g->n++] = p;
-		else
-			sched_yield();
-	}
-	return NULL;
-}
-
-static void *reserve_32_within_2s(void *arg)
-{
-	struct timed *t = arg;
-	t->result = nf_reserve_timeout(t->d, 32, 0, 2000u * 1000 * 1000);
-	if (t->result == 0)
-		nf_unreserve(t->d);
-	return NULL;
-}
-
-TEST(a_queued_reservation_is_not_starved_by_ordinary_allocations)
-{
-	nf_domain *d = make_domain(1024, 0, "starve");
-	static void *hog[1024];
-	size_t held = take_all_ordinary(d, hog, 1024);
-	nf_domain_drain(d);
-	static struct greedy greedy;
-	memset(&greedy, 0, sizeof greedy);
-	greedy.d = d;
-	struct timed timed = { .d = d };
-	pthread_t g, r;
-	pthread_create(&g, NULL, take_greedily, &greedy);
-	pthread_create(&r, NULL, reserve_32_within_2s, &timed);
-	wait_until_queued(d, 1);
-	/* 64 pages come back, one per millisecond: enough for the request, were they kept for it. */
-	for (int i = 0; i < 64 && held; i++) {
-		nf_pages_free(d, hog[--held], 0);
-		nf_domain_drain(d);
-		usleep(1000);
-	}
-	pthread_join(r, NULL);
-	CHECK_EQ(timed.result, 0);
-	atomic_store(&greedy.stop, true);
-	pthread_join(g, NULL);
-	free_all(d, greedy.pages, greedy.n);
-	free_all(d, hog, held);
 	nf_stats s = stats_now(d);
 	CHECK_EQ(s.reserved_pages, 0);
 	CHECK_EQ(s.reserve_waiting, 0);
