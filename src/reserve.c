@@ -18,6 +18,7 @@
 #include "reserve.h"
 #include "clock.h"
 #include "fault.h"
+#include "heap.h"
 #include "task.h"
 #include "task_charge.h"
 #include "thread.h"
@@ -245,6 +246,18 @@ static int admit_slow(nf_domain *d, size_t pages, unsigned flags, uint64_t timeo
 	/* Reserve once, up front: waiting while holding tokens, or inside reclaim, can deadlock. */
 	if (task_holds_tokens() || (nf_self.scope & NF_SCOPE_MEMALLOC))
 		return -EDEADLK;
+	/*
+	 * The slabs this thread keeps aside go back first (d->lock dropped:
+	 * empty slabs return their pages to their domains): a task that waits
+	 * for tokens allocates nothing meanwhile, and with many tasks queued
+	 * their kept slabs may be the very pages the queue waits for. Others
+	 * give theirs up on their next allocation (push_reclaim asks).
+	 */
+	if (nf_self.heap && nf_self.heap != &heap_empty) {
+		pthread_mutex_unlock(&d->lock);
+		heap_give_up_slabs(nf_self.heap);
+		pthread_mutex_lock(&d->lock);
+	}
 	/* Reclaim before queueing, while it frees something and the request does not fit. */
 	for (int round = 0; round < RESERVE_RECLAIM_ROUNDS; round++) {
 		bool progress = push_reclaim(d, pages);
