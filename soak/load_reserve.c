@@ -8,29 +8,54 @@
  * domain's overrun count stays 0, a check of the verdict). One request in
  * ten is NF_MAYFAIL, whose -ENOMEM is allowed. Every task is its own
  * nf_task, entered by its thread for the whole run.
+ *
+ * The largest request is --reserve-pages (default RESERVE_PAGES_DEFAULT:
+ * pages plus the objects' worst case), about twice the gap between the
+ * domain's min and high watermarks, so the head of the queue needs more
+ * than background reclaim keeps free. That is how the soak found queued
+ * tasks sleeping on the slabs their own threads kept aside (nf_reserve now
+ * gives them back before it waits; tests/test_reserve.c).
  */
 #include <stdio.h>
 
 #include "soak.h"
 
-#define PAGES_MAX 24u
-#define OBJECTS_MAX 32u
 #define OBJECT_BYTES 256u
+#define OBJECTS_MAX 32u
+#define PAGES_MAX 64u
 
 static nf_domain *domain;
 static nf_cache *cache;
+static size_t max_pages, max_objects;  /* together at most the largest request */
+static size_t max_request;             /* max_pages + the objects' worst case */
+
+void soak_reserve_max(unsigned pages)
+{
+	max_pages = pages;
+}
 
 static int reserve_setup(nf_domain *d, unsigned threads)
 {
 	(void)threads;
 	domain = d;
 	cache = nf_cache_create(d, "soak-storm", OBJECT_BYTES, 0, 0);
-	return cache ? 0 : -1;
+	if (!cache)
+		return -1;
+	/* Split the largest request between pages and objects: half each, as far as the arrays go. */
+	size_t want = max_pages ? max_pages : RESERVE_PAGES_DEFAULT;
+	max_objects = OBJECTS_MAX;
+	while (max_objects > 0 && nf_cache_pages_for(cache, max_objects) > want / 2)
+		max_objects /= 2;
+	max_pages = want - (max_objects ? nf_cache_pages_for(cache, max_objects) : 0);
+	if (max_pages > PAGES_MAX)
+		max_pages = PAGES_MAX;
+	max_request = max_pages + (max_objects ? nf_cache_pages_for(cache, max_objects) : 0);
+	return max_pages ? 0 : -1;
 }
 
 static void work(struct soak_worker *w)
 {
-	size_t npages = soak_between(w, 1, PAGES_MAX), nobjs = soak_between(w, 0, OBJECTS_MAX);
+	size_t npages = soak_between(w, 1, max_pages), nobjs = soak_between(w, 0, max_objects);
 	size_t need = npages + nf_cache_pages_for(cache, nobjs);
 	unsigned flags = soak_between(w, 0, 9) ? 0 : NF_MAYFAIL;
 	soak_begin(w, "nf_reserve");
@@ -82,6 +107,12 @@ static void reserve_run(struct soak_worker *w)
 	nf_task_destroy(t);
 }
 
+static void reserve_note(char *buf, size_t len)
+{
+	snprintf(buf, len, "largest request %zu pages (%zu pages, %zu objects of %u bytes)",
+		 max_request, max_pages, max_objects, OBJECT_BYTES);
+}
+
 static void reserve_teardown(void)
 {
 	nf_cache_destroy(cache);
@@ -96,4 +127,5 @@ const struct soak_load soak_load_reserve = {
 	.setup = reserve_setup,
 	.run = reserve_run,
 	.teardown = reserve_teardown,
+	.note = reserve_note,
 };

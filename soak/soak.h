@@ -164,6 +164,12 @@ void soak_break_set(enum soak_break mode, unsigned watchdog_s);
 /* Called by the pages load: its worker 0 commits the chosen fault, once. */
 void soak_break_now(struct soak_worker *w, nf_domain *d);
 
+/* ---------------------------------------------------------------- load_reserve.c */
+
+/* The largest reservation of the storm, in pages (load_reserve.c says why this size). */
+#define RESERVE_PAGES_DEFAULT 32u
+void soak_reserve_max(unsigned pages);
+
 /* ---------------------------------------------------------------- the run (run.c) */
 
 struct soak_options {

@@ -73,6 +73,10 @@ int cmd_soak(int argc, char **argv)
 			opts.watchdog_s = (unsigned)v;
 		} else if (!strcmp(arg, "--log")) {
 			opts.log_path = val;
+		} else if (!strcmp(arg, "--reserve-pages")) {
+			if ((v = positive(val)) < 0 || v < 2 || v > 64)
+				return usage_error("--reserve-pages takes 2-64, not", val);
+			soak_reserve_max((unsigned)v);
 		} else if (!strcmp(arg, "--break")) {
 			int m = soak_break_parse(val);
 			if (m < 0)
