@@ -25,6 +25,8 @@
  */
 #include "buddy.h"
 
+#include "memcheck.h"
+
 static void list_push(nf_domain *d, uint32_t index, unsigned order)
 {
 	struct free_area *area = &d->free_area[order];
@@ -119,6 +121,8 @@ static bool grow_frontier(nf_domain *d)
 	size_t end = (index | (chunk - 1)) + 1;
 	if (end > d->budget_pages)
 		end = d->budget_pages;
+	/* Free pages are nobody's to touch (memcheck.h); the region above the frontier stays as mapped. */
+	memcheck_inaccessible(domain_page_address(d, index), (end - index) * NF_PAGE_SIZE);
 	while (index < end) {
 		unsigned order = largest_fitting(index, end);
 		make_free_block(d, (uint32_t)index, order, true, 0);

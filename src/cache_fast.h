@@ -21,11 +21,11 @@ static inline void *slab_pop_inline(struct slab *s)
 #ifdef NF_HARDENED
 			if (unlikely(!link_valid(s->cache, s, next)))
 				slab_corrupted(s->cache, obj);
-			/* An object freed untouched must not look like a free one (its old link): clear the link. */
-			*(uintptr_t *)obj = 0;
+			link_clear(obj);
 #endif
 			s->free = next;
 			s->used++;
+			memcheck_object_out(obj, s->cache->stride);
 			return obj;
 		}
 	}
@@ -58,6 +58,7 @@ static inline void cache_free_inline(nf_cache *c, struct slab *s, void *obj)
 		if (unlikely((c && c != own) || !link_valid(own, s, obj) || link_valid(own, s, link_get(s, obj))))
 			goto slow;
 #endif
+		memcheck_object_back(obj, s->cache->stride);
 		void *head = s->free;
 		link_set(s, obj, head);
 		s->free = obj;

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 
 #include "buddy.h"
+#include "memcheck.h"
 #include "reserve.h"
 #include "slab.h"
 #include "slab_geometry.h"
@@ -181,6 +182,7 @@ nf_domain *nf_domain_create(const nf_domain_config *cfg)
 		return NULL;
 	}
 	nf_domain *d = (nf_domain *)base;
+	memcheck_pool_create(d);
 	snprintf(d->name, sizeof d->name, "%s", cfg->name ? cfg->name : "domain");
 	d->base = base;
 	d->pages = (struct nf_page *)(base + PAGES_OFFSET);
@@ -253,6 +255,8 @@ void nf_domain_destroy(nf_domain *d)
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->trim_wake);
 	pthread_mutex_destroy(&d->caches_lock);
+	/* Pages below the frontier are all those ever poisoned. */
+	memcheck_pool_destroy(d, d->base, d->frontier * NF_PAGE_SIZE);
 	munmap(d->base, d->budget_bytes);
 }
 

@@ -61,6 +61,7 @@ static inline bool malloc_free_fast(void *p, struct slab **found)
 	uint32_t used = s->used;
 	if (unlikely(head == NULL) || unlikely(used == 1 && s->state != SLAB_CURRENT))
 		return false;
+	memcheck_object_back(p, s->cache->stride);
 	link_set(s, p, head);
 	s->free = p;
 	s->used = used - 1;

@@ -363,10 +363,11 @@ static inline void *cache_take_inline(nf_cache *c)
 #ifdef NF_HARDENED
 	if (unlikely(!link_valid(c, s, next)))
 		slab_corrupted(c, obj);
-	*(uintptr_t *)obj = 0; /* as cache_alloc_inline: a freed-untouched object must not look free */
+	link_clear(obj); /* as cache_alloc_inline: a freed-untouched object must not look free */
 #endif
 	s->free = next;
 	s->used++;
+	memcheck_object_out(obj, c->stride);
 	return obj;
 }
 

@@ -28,6 +28,7 @@
 #include "domain.h"
 #include "fault.h"
 #include "lockdep.h"
+#include "memcheck.h"
 #include "thread.h"
 #include "trim.h"
 
@@ -368,6 +369,7 @@ got_block:
 	pthread_mutex_unlock(&d->lock);
 
 	void *p = domain_page_address(d, index);
+	memcheck_pages_out(d, p, pages * NF_PAGE_SIZE, flags & NF_ZERO);
 	if ((flags & NF_ZERO) && !released)
 		memset(p, 0, pages * NF_PAGE_SIZE);
 	return p;
@@ -390,6 +392,7 @@ void *nf_pages_alloc(nf_domain *d, unsigned order, unsigned flags)
 			page->charge = charge;
 			OWNER_ADD(charge->owned, 1);
 			void *p = domain_page_address(d, index);
+			memcheck_pages_out(d, p, NF_PAGE_SIZE, flags & NF_ZERO);
 			if (flags & NF_ZERO)
 				memset(p, 0, NF_PAGE_SIZE);
 			return p;
@@ -462,6 +465,7 @@ static __attribute__((noinline)) void pages_free_slow(nf_domain *d, void *p, uns
 	uint32_t index = (uint32_t)domain_page_index(d, p);
 	pthread_mutex_lock(&d->lock);
 	check_free(d, p, order);
+	memcheck_pages_back(d, p, (size_t)NF_PAGE_SIZE << order);
 	uncharge_block(d, &d->pages[index], (long)1 << order);
 	honour_drain_request(d, tp);
 	if (tp && !d->waiting) {
@@ -488,6 +492,7 @@ void pages_free_clean(nf_domain *d, void *p)
 	uint32_t index = (uint32_t)domain_page_index(d, p);
 	pthread_mutex_lock(&d->lock);
 	check_free(d, p, 0);
+	memcheck_pages_back(d, p, NF_PAGE_SIZE);
 	uncharge_block(d, &d->pages[index], 1);
 	/* C down and F up in one hold: every check under the lock sees F + C unchanged. */
 	NF_ASSERT(reserve_clean(d) > 0);
@@ -525,6 +530,7 @@ void nf_pages_free(nf_domain *d, void *p, unsigned order)
 			if (likely(page_state(page) == PAGE_USED && page->order == 0 &&
 				   !((uintptr_t)p & (NF_PAGE_SIZE - 1)))) {
 				struct task_charge *charge = page->charge, *mine = tp->charge;
+				memcheck_pages_back(d, p, NF_PAGE_SIZE);
 				page_set_state(page, PAGE_CACHED);
 				page->next = tp->head;
 				tp->head = index;

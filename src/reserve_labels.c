@@ -12,6 +12,7 @@
 #include "reserve.h"
 #include "buddy.h"
 #include "clock.h"
+#include "memcheck.h"
 
 #define LABELS 32
 #define EXACT 8
@@ -65,6 +66,7 @@ static struct reserve_labels *table_of(nf_domain *d)
 	if (index == NF_NO_PAGE)
 		return NULL;
 	struct reserve_labels *table = domain_page_address(d, index);
+	memcheck_pages_out(d, table, (size_t)NF_PAGE_SIZE << order, false);
 	memset(table, 0, sizeof *table);
 	table->order = order;
 	d->reserve_labels = table;
@@ -105,6 +107,8 @@ void reserve_labels_free(nf_domain *d)
 		return;
 	d->reserve_labels = NULL;
 	buddy_give(d, (uint32_t)domain_page_index(d, table), table->order, false, nf_now_ns());
+	/* d->lock is held (domain destruction): nobody takes the block before this. */
+	memcheck_pages_back(d, table, (size_t)NF_PAGE_SIZE << table->order);
 }
 
 static size_t percentile(const struct label_entry *e, unsigned per_mille)

@@ -60,6 +60,7 @@ static void *pop_object(const nf_cache *c, struct slab *s)
 		slab_corrupted(c, obj);
 	s->free = next;
 	s->used++;
+	memcheck_object_out(obj, c->stride);
 	return obj;
 }
 
@@ -209,6 +210,10 @@ static void slab_unmap(nf_cache *c, struct slab *s)
 static struct slab *slab_init(nf_cache *c, char *start, unsigned order, bool from_reserve)
 {
 	struct slab *s = slab_header_place(c->domain, start, order);
+	/* Objects are for users once handed out (memcheck.h); the header, if here, is nofail's. */
+	memcheck_inaccessible(start, (size_t)NF_PAGE_SIZE << order);
+	if ((char *)s >= start && (char *)s < start + ((size_t)NF_PAGE_SIZE << order))
+		memcheck_accessible(s, sizeof *s);
 	memset(s, 0, sizeof *s);
 	s->start = start;
 	s->cache = c;
@@ -583,6 +588,7 @@ static void free_locked_mode(nf_cache *c, struct slab *s, void *obj, const char 
 #else
 	(void)call;
 #endif
+	memcheck_object_back(obj, c->stride);
 	bool was_full = s->free == NULL;
 	link_set(s, obj, s->free);
 	s->free = obj;
@@ -645,6 +651,8 @@ static bool free_into_shared(nf_cache *c, struct slab *s, void *obj)
 
 static void free_remote(nf_cache *c, struct slab *s, void *obj)
 {
+	/* Before anyone else can see it on a list, and so hand it out again. */
+	memcheck_object_back(obj, c->stride);
 	uintptr_t old;
 	for (;;) {
 		if (!atomic_load_explicit(&s->heap, memory_order_relaxed) && free_into_shared(c, s, obj))
@@ -698,6 +706,7 @@ void cache_free_slow(nf_cache *named, struct slab *s, void *obj)
 		return;
 	}
 	if (atomic_load_explicit(&s->heap, memory_order_relaxed) == nf_self.heap) {
+		memcheck_object_back(obj, c->stride);
 		void *head = s->free;
 		link_set(s, obj, head);
 		s->free = obj;

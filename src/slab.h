@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "domain.h"
+#include "memcheck.h"
 #include "slab_geometry.h"
 
 /* Fast-path cache slots per heap; slot 0 means "no fast path" (locked path only). */
@@ -136,26 +137,43 @@ static inline struct slab *slab_of(const nf_cache *c, const void *obj)
  * builds store them XORed with a per-slab secret, so that a write through
  * a dangling pointer or an overflow cannot aim the list at an address of
  * its choosing, and a link that does not decode to an object of its slab
- * is caught as corruption.
+ * is caught as corruption. Users may not touch that word while the object
+ * is free: these are nofail's own accesses, hidden from memory checkers
+ * (memcheck.h). link_get also reads the word of an object being freed
+ * (hardened checks), whatever its user left there.
  */
-static inline void *link_get(const struct slab *s, const void *obj)
+static inline MEMCHECK_UNCHECKED void *link_get(const struct slab *s, const void *obj)
 {
+	memcheck_unchecked_begin();
 #ifdef NF_HARDENED
-	return (void *)(*(const uintptr_t *)obj ^ s->key);
+	uintptr_t word = *(const uintptr_t *)obj ^ s->key;
 #else
 	(void)s;
-	return *(void *const *)obj;
+	uintptr_t word = (uintptr_t)*(void *const *)obj;
 #endif
+	memcheck_unchecked_end();
+	memcheck_read_defined(&word, sizeof word);
+	return (void *)word;
 }
 
-static inline void link_set(const struct slab *s, void *obj, const void *next)
+static inline MEMCHECK_UNCHECKED void link_set(const struct slab *s, void *obj, const void *next)
 {
+	memcheck_unchecked_begin();
 #ifdef NF_HARDENED
 	*(uintptr_t *)obj = (uintptr_t)next ^ s->key;
 #else
 	(void)s;
 	*(const void **)obj = next;
 #endif
+	memcheck_unchecked_end();
+}
+
+/* Hardened builds, as an object leaves the free list: an object freed untouched must not look like a free one. */
+static inline MEMCHECK_UNCHECKED void link_clear(void *obj)
+{
+	memcheck_unchecked_begin();
+	*(uintptr_t *)obj = 0;
+	memcheck_unchecked_end();
 }
 
 /*
