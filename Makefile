@@ -6,6 +6,7 @@
 #   make test            the test suite (debug assertions and hardening on)
 #   make test-asan       the same suite under AddressSanitizer + UBSan
 #   make test-tsan       the same suite under ThreadSanitizer
+#   make test-valgrind   the same suite under valgrind's memcheck (VARIANT=valgrind), and users' bugs it must catch
 #   make demo            the seed scenarios
 #   make bench           the benchmarks (and bench-alloc when its peers are installed)
 #   make bench-alloc     nofail against mimalloc, jemalloc, tcmalloc, glibc (scripts/bench-setup.sh)
@@ -49,8 +50,12 @@ else ifeq ($(VARIANT),fuzz)
   CC    := clang
   OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
+else ifeq ($(VARIANT),valgrind)
+  # The debug build, describing nofail's memory to valgrind's memcheck (src/memcheck.h).
+  BUILD := build/valgrind
+  OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -DNF_VALGRIND
 else
-  $(error unknown VARIANT $(VARIANT): release, hardened, debug, asan, tsan or fuzz)
+  $(error unknown VARIANT $(VARIANT): release, hardened, debug, asan, tsan, fuzz or valgrind)
 endif
 
 CFLAGS_ALL := $(BASE) $(OPT) $(CFLAGS)
@@ -66,7 +71,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib hardened test test-asan test-tsan tests-build demo bench install clean check-warnings
+.PHONY: all lib hardened test test-asan test-tsan test-valgrind tests-build demo bench install clean check-warnings
 all: $(BUILD)/libnofail.a $(BUILD)/libnofail.so $(BUILD)/nofail $(BUILD)/libnofail-malloc.so
 
 lib: $(BUILD)/libnofail.a
@@ -119,6 +124,11 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) tests/harness.h tests/fixtures.h $(B
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(TEST_SUPPORT) $(BUILD)/libnofail.a $(LDLIBS_ALL)
 
+# One user's bug inside nofail memory per run, for the checkers to report (tests/user_bugs.sh).
+$(BUILD)/tests/user_bugs: tests/user_bugs.c $(BUILD)/libnofail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libnofail.a $(LDLIBS_ALL)
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libnofail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Ibench $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libnofail.a $(LDLIBS_ALL)
@@ -133,13 +143,27 @@ test:
 	@$(MAKE) --no-print-directory VARIANT=debug tests-build
 	@tests/run.sh build/debug
 
+# Then users' bugs inside nofail memory, which ASan must report (src/memcheck.h, tests/user_bugs.sh).
 test-asan:
-	@$(MAKE) --no-print-directory VARIANT=asan tests-build
+	@$(MAKE) --no-print-directory VARIANT=asan tests-build build/asan/tests/user_bugs
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh build/asan
+	@tests/user_bugs.sh asan build/asan
 
 test-tsan:
 	@$(MAKE) --no-print-directory VARIANT=tsan tests-build
 	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 tests/run.sh build/tsan
+
+# The suite under valgrind's memcheck, nofail's pages and objects described to it (src/memcheck.h),
+# then users' bugs inside nofail memory, which memcheck must report. No leak check: at every exit,
+# children's included, it would scan the default domain's whole mapping (half of RAM) for pointers.
+# --fair-sched: threads that wait by yielding get their turn. NF_TEST_SLOWDOWN: tests/fixtures.h.
+VALGRIND_RUN := valgrind --tool=memcheck --error-exitcode=99 --leak-check=no --fair-sched=yes -q
+test-valgrind:
+	@if ! command -v valgrind >/dev/null 2>&1 || [ ! -f /usr/include/valgrind/memcheck.h ]; then \
+		scripts/apt-install.sh test-valgrind valgrind; fi
+	@$(MAKE) --no-print-directory VARIANT=valgrind tests-build build/valgrind/tests/user_bugs
+	@NF_TEST_RUNNER="$(VALGRIND_RUN)" NF_TEST_SLOWDOWN=10 NF_TEST_TIMEOUT=900 tests/run.sh build/valgrind
+	@tests/user_bugs.sh valgrind build/valgrind
 
 demo: $(BUILD)/nofail
 	$(BUILD)/nofail demo

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "memcheck.h"
 
 nf_domain *domain_for_test(size_t bytes, const char *name)
 {
@@ -126,4 +127,16 @@ void sleep_ms(unsigned ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
+}
+
+unsigned test_slowdown(void)
+{
+	const char *s = getenv("NF_TEST_SLOWDOWN");
+	int n = s ? atoi(s) : 1;
+	return n > 0 ? (unsigned)n : 1;
+}
+
+void test_reads_leftover(const void *p, size_t bytes)
+{
+	memcheck_read_defined((void *)p, bytes);
 }

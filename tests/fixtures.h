@@ -43,4 +43,14 @@ bool run_in_child(void (*fn)(void *arg), void *arg, char *out, size_t len);
 
 void sleep_ms(unsigned ms);
 
+/*
+ * How many times slower than a native run the suite is: NF_TEST_SLOWDOWN
+ * (default 1; make test-valgrind sets it, for memcheck). Tests that do much
+ * work divide their rounds by it, and time bounds grow by it, rather than
+ * being skipped where a run is slow.
+ */
+unsigned test_slowdown(void);
+/* The test reads on purpose what memory's last holder left there (nofail hands it out undefined): defined to memcheck. */
+void test_reads_leftover(const void *p, size_t bytes);
+
 #endif

@@ -3,14 +3,17 @@
 # with the line "N passed, N failed". A program that crashes counts its
 # whole run as one failure, and so does one that runs past NF_TEST_TIMEOUT
 # seconds (default 300): a hang fails the suite instead of stalling CI.
+# NF_TEST_RUNNER, if set, is a command each program runs under (make
+# test-valgrind: valgrind and its options); its own failure exit counts.
 set -u
 build=${1:-build/debug}
 limit=${NF_TEST_TIMEOUT:-300}
+read -r -a runner <<< "${NF_TEST_RUNNER:-}"
 passed=0
 failed=0
 for t in "$build"/tests/test_*; do
 	[ -x "$t" ] || continue
-	out=$(timeout -k 10 "$limit" "$t" 2>&1)
+	out=$(timeout -k 10 "$limit" "${runner[@]}" "$t" 2>&1)
 	rc=$?
 	printf '%s\n' "$out"
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then

@@ -714,7 +714,7 @@ TEST(invariant_under_reservations_tokens_and_churn)
 	 * allocation had to wait. Nor is one slow: it takes no lock that is
 	 * held across I/O or a sleep (the bound is for sanitizers on two busy cores).
 	 */
-	CHECK(atomic_load(&m.token_ns_max) < 1000000000ull);
+	CHECK(atomic_load(&m.token_ns_max) < 1000000000ull * test_slowdown());
 	nf_stats st = stats_of(d);
 	CHECK_EQ(st.reserved_pages, 0);
 	CHECK(st.pcache_dropped > 0);
