@@ -20,6 +20,12 @@
  *   (which a meta pool's pieces may hold) of the cache's stride, the bytes
  *   nf_usable_size and nf_cache_object_size promise; it is undefined until
  *   written, and inaccessible again once freed.
+ *   Why pieces of one pool per domain and not a mempool per cache: pages
+ *   are described once, where the page allocator hands them out, whoever
+ *   asked and whichever way they come back (a large nf_malloc block goes
+ *   back through nf_pages_free); objects inside a slab's piece must then be
+ *   malloc-like blocks, and only a meta pool may hold those (memcheck's
+ *   leak search aborts on blocks that overlap otherwise).
  * - nofail's own accesses to words users may not touch, the free-list link
  *   in the first word of a free object and the same word of an object
  *   being freed that hardened checks read, are made between
@@ -30,7 +36,9 @@
  *   declared defined, since whatever a user left in it nofail only
  *   compares), and ASan does not check the marked functions (it cannot
  *   switch reports off, and poisoning the word around the access would
- *   need to know what to restore).
+ *   need to know what to restore). Leaving the link word of free objects
+ *   accessible instead would hide the commonest use after free, a write
+ *   to an object's first field.
  *
  * Not caught: an overflow into a neighbour that is allocated (no redzones:
  * objects are packed) or into the header of a slab that keeps it inside,
