@@ -210,10 +210,9 @@ static void slab_unmap(nf_cache *c, struct slab *s)
 static struct slab *slab_init(nf_cache *c, char *start, unsigned order, bool from_reserve)
 {
 	struct slab *s = slab_header_place(c->domain, start, order);
-	/* Objects are for users once handed out (memcheck.h); the header, if here, is nofail's. */
+	/* Objects are for users once handed out (memcheck.h); the header, in the slab or the table, is nofail's. */
 	memcheck_inaccessible(start, (size_t)NF_PAGE_SIZE << order);
-	if ((char *)s >= start && (char *)s < start + ((size_t)NF_PAGE_SIZE << order))
-		memcheck_accessible(s, sizeof *s);
+	memcheck_accessible(s, sizeof *s);
 	memset(s, 0, sizeof *s);
 	s->start = start;
 	s->cache = c;
