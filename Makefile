@@ -156,7 +156,8 @@ test-tsan:
 # The suite under valgrind's memcheck, nofail's pages and objects described to it (src/memcheck.h),
 # then users' bugs inside nofail memory, which memcheck must report. No leak check: at every exit,
 # children's included, it would scan the default domain's whole mapping (half of RAM) for pointers.
-# --fair-sched: threads that wait by yielding get their turn. NF_TEST_SLOWDOWN: tests/fixtures.h.
+# --fair-sched=yes: threads take turns, so one that waits for others in a sched_yield loop lets them
+# run (resize_under_load took from 8 s to 290 s without it). NF_TEST_SLOWDOWN: tests/fixtures.h.
 VALGRIND_RUN := valgrind --tool=memcheck --error-exitcode=99 --leak-check=no --fair-sched=yes -q
 test-valgrind:
 	@if ! command -v valgrind >/dev/null 2>&1 || [ ! -f /usr/include/valgrind/memcheck.h ]; then \
