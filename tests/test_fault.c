@@ -68,7 +68,13 @@ static int run_probe(const char *fault, const char *delay, char *out, size_t len
 		else
 			unsetenv("NOFAIL_FAULT_DELAY");
 		char *argv[] = { "test_fault-probe", NULL };
-		execv("/proc/self/exe", argv);
+		/* The program's own path: under valgrind, /proc/self/exe itself is valgrind's tool, readlink is not. */
+		char self[4096];
+		ssize_t path_len = readlink("/proc/self/exe", self, sizeof self - 1);
+		if (path_len <= 0)
+			_exit(127);
+		self[path_len] = '\0';
+		execv(self, argv);
 		_exit(127);
 	}
 	close(fds[1]);
