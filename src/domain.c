@@ -277,7 +277,7 @@ void nf_domain_drain(nf_domain *d)
 	if (tp->domain != d)
 		return;
 	pthread_mutex_lock(&d->lock);
-	thread_pages_drain_own(d, tp);
+	task_drain_thread_list(d, tp);
 	pthread_mutex_unlock(&d->lock);
 }
 

@@ -190,7 +190,7 @@ static void honour_drain_request(nf_domain *d, struct thread_pages *tp)
 {
 	if (tp && tp->seen_drain_seq != d->drain_seq) {
 		tp->seen_drain_seq = d->drain_seq;
-		thread_pages_drain_own(d, tp);
+		task_drain_thread_list(d, tp);
 	}
 }
 
@@ -300,7 +300,7 @@ static __attribute__((noinline)) void *pages_alloc_slow(nf_domain *d, unsigned o
 		 * merge. Those our tokens paid for come back as tokens, to be spent here.
 		 */
 		if (tp && OWNER_READ(tp->count)) {
-			if (thread_pages_drain_own(d, tp) && r) {
+			if (task_drain_thread_list(d, tp) && r) {
 				index = take_with_tokens(d, r, tp, order, &released);
 				with_tokens = index != NF_NO_PAGE;
 				if (with_tokens)

@@ -128,7 +128,7 @@ static bool push_reclaim(nf_domain *d, size_t pages)
 {
 	struct thread_pages *tp = thread_pages_own(d);
 	if (tp && OWNER_READ(tp->count))
-		thread_pages_drain_own(d, tp);
+		task_drain_thread_list(d, tp);
 	d->drain_seq++;
 	atomic_fetch_add_explicit(&nf_memory_pressure_seq, 1, memory_order_relaxed);
 	if (!reclaim_possible(&d->reclaim))

@@ -71,7 +71,7 @@ static size_t drain_refunding(nf_domain *d, struct reservation *r, struct thread
 	return refund;
 }
 
-size_t thread_pages_drain_own(nf_domain *d, struct thread_pages *tp)
+size_t task_drain_thread_list(nf_domain *d, struct thread_pages *tp)
 {
 	struct reservation *r = task_reservation(d);
 	if (r && r->on_list)

@@ -69,7 +69,7 @@ NF_HIDDEN void reservation_attach_list(nf_domain *d, struct reservation *r);
  * the current task the pages on it that its tokens paid for (the tokens
  * come back); returns how many. d->lock held.
  */
-NF_HIDDEN size_t thread_pages_drain_own(nf_domain *d, struct thread_pages *tp);
+NF_HIDDEN size_t task_drain_thread_list(nf_domain *d, struct thread_pages *tp);
 /* Thread exit: gives back the implicit task's tokens in every live domain. */
 NF_HIDDEN void task_thread_exit(struct task_reservations *own);
 
