@@ -19,14 +19,30 @@ nf_domain *domain_for_test(size_t bytes, const char *name)
 	return nf_domain_create(&cfg);
 }
 
-nf_domain *domain_of_pages(size_t pages, const char *name)
+static nf_domain *domain_or_abort(size_t bytes, const char *name, unsigned trim_delay_ms)
 {
-	nf_domain *d = domain_for_test(pages * NF_PAGE_SIZE, name);
+	nf_domain_config cfg = { .budget_bytes = bytes, .name = name, .trim_delay_ms = trim_delay_ms };
+	nf_domain *d = nf_domain_create(&cfg);
 	if (!d) {
-		fprintf(stderr, "cannot create a domain of %zu pages\n", pages);
+		fprintf(stderr, "cannot create a domain of %zu bytes\n", bytes);
 		abort();
 	}
 	return d;
+}
+
+nf_domain *new_domain(size_t bytes, const char *name)
+{
+	return domain_or_abort(bytes, name, NF_TRIM_NEVER);
+}
+
+nf_domain *trimmed_domain(size_t bytes, const char *name)
+{
+	return domain_or_abort(bytes, name, 0);
+}
+
+nf_domain *domain_of_pages(size_t pages, const char *name)
+{
+	return new_domain(pages * NF_PAGE_SIZE, name);
 }
 
 nf_stats stats_now(nf_domain *d)
@@ -34,6 +50,11 @@ nf_stats stats_now(nf_domain *d)
 	nf_stats s;
 	nf_stats_get(d, &s);
 	return s;
+}
+
+size_t used_pages(nf_domain *d)
+{
+	return stats_now(d).used_pages;
 }
 
 size_t resident_pages_in(const void *start, size_t bytes)

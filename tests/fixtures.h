@@ -16,6 +16,15 @@
 
 /* A domain of `bytes` that never trims (so residency is the test's to decide); NULL if refused. */
 nf_domain *domain_for_test(size_t bytes, const char *name);
+/*
+ * The same, aborting the program if it cannot be made. No trimmer thread:
+ * children forked to test misuse start no thread (ThreadSanitizer forbids
+ * that after a multi-threaded fork).
+ */
+nf_domain *new_domain(size_t bytes, const char *name);
+/* A domain that trims at once, for the tests of threads and residency; aborts if refused. */
+nf_domain *trimmed_domain(size_t bytes, const char *name);
+size_t used_pages(nf_domain *d);
 /* The same of `pages` pages, aborting the program if it cannot be made. */
 nf_domain *domain_of_pages(size_t pages, const char *name);
 nf_stats stats_now(nf_domain *d);

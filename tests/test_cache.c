@@ -22,39 +22,6 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/*
- * Domains without a trimmer thread, so that children forked to test misuse
- * start no thread (ThreadSanitizer forbids that after a multi-threaded
- * fork); the thread tests trim as usual (trimmed_domain).
- */
-static nf_domain *make_domain(size_t bytes, const char *name, unsigned trim_delay_ms)
-{
-	nf_domain_config cfg = { .budget_bytes = bytes, .name = name, .trim_delay_ms = trim_delay_ms };
-	nf_domain *d = nf_domain_create(&cfg);
-	if (!d) {
-		fprintf(stderr, "cannot create a domain of %zu bytes\n", bytes);
-		abort();
-	}
-	return d;
-}
-
-static nf_domain *new_domain(size_t bytes, const char *name)
-{
-	return make_domain(bytes, name, NF_TRIM_NEVER);
-}
-
-static nf_domain *trimmed_domain(size_t bytes, const char *name)
-{
-	return make_domain(bytes, name, 0);
-}
-
-static size_t used_pages(nf_domain *d)
-{
-	nf_stats s;
-	nf_stats_get(d, &s);
-	return s.used_pages;
-}
-
 static size_t reserve_in_use(nf_domain *d)
 {
 	nf_stats s;
