@@ -163,14 +163,14 @@ struct meter {
 
 static struct meter meter_start(clockid_t cpu_clock)
 {
-	return (struct meter){ cpu_clock, clock_ns(cpu_clock), bench_now_ns() };
+	return (struct meter){ cpu_clock, clock_ns(cpu_clock), nf_now_ns() };
 }
 
 /* CPU ns per operation; wall ns per operation on stderr. */
 static double meter_stop(struct meter m, const char *what, double ops)
 {
 	double cpu = (double)(clock_ns(m.cpu_clock) - m.cpu) / ops;
-	double wall = (double)(bench_now_ns() - m.wall) / ops;
+	double wall = (double)(nf_now_ns() - m.wall) / ops;
 	fprintf(stderr, "alloc-%s %s: %.3f CPU ns/op, %.3f wall ns/op\n", ALLOC_NAME, what, cpu, wall);
 	return cpu;
 }

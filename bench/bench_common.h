@@ -1,4 +1,4 @@
-/* bench_common.h - timing and medians shared by the benchmarks. */
+/* bench_common.h - timing (clock.h, the library's own) and medians shared by the benchmarks. */
 #ifndef NOFAIL_BENCH_COMMON_H
 #define NOFAIL_BENCH_COMMON_H
 
@@ -6,12 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static inline uint64_t bench_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+#include "clock.h"
 
 static int bench_compare_double(const void *a, const void *b)
 {

@@ -183,7 +183,7 @@ static int soak(void)
 	_Atomic int left = 1;
 	nf_mempool *p = nf_mempool_create(1, one_element, one_element_free, &left);
 	pthread_t th[8];
-	uint64_t start = bench_now_ns();
+	uint64_t start = nf_now_ns();
 	for (int i = 0; i < 8; i++)
 		pthread_create(&th[i], NULL, soak_worker, p);
 	for (int i = 0; i < 8; i++)
@@ -191,7 +191,7 @@ static int soak(void)
 	nf_mempool_stats s;
 	nf_mempool_stats_get(p, &s);
 	printf("soak: %llu hand-overs and takes of a one-element pool by 8 threads in %.1f s, %llu waits, in pool %d\n",
-	       (unsigned long long)s.from_pool, (double)(bench_now_ns() - start) / 1e9, (unsigned long long)s.waits,
+	       (unsigned long long)s.from_pool, (double)(nf_now_ns() - start) / 1e9, (unsigned long long)s.waits,
 	       s.curr_nr);
 	nf_mempool_destroy(p);
 	return s.curr_nr == 1 && atomic_load(&left) == 1 ? 0 : 1; /* destroy gave the element back */

@@ -36,26 +36,26 @@ static void *pair_loop(void *arg)
 	struct pair_job *job = arg;
 	/* Warm the thread's list first, so that the loop measures the steady state. */
 	nf_pages_free(job->d, nf_pages_alloc(job->d, job->order, 0), job->order);
-	uint64_t start = bench_now_ns();
+	uint64_t start = nf_now_ns();
 	for (int i = 0; i < PAIRS; i++) {
 		void *p = nf_pages_alloc(job->d, job->order, 0);
 		__asm__ volatile("" : : "r"(p) : "memory");
 		nf_pages_free(job->d, p, job->order);
 	}
-	job->ns_per_pair = (double)(bench_now_ns() - start) / PAIRS;
+	job->ns_per_pair = (double)(nf_now_ns() - start) / PAIRS;
 	return NULL;
 }
 
 static void *malloc_loop(void *arg)
 {
 	struct pair_job *job = arg;
-	uint64_t start = bench_now_ns();
+	uint64_t start = nf_now_ns();
 	for (int i = 0; i < PAIRS; i++) {
 		void *p = malloc(NF_PAGE_SIZE);
 		__asm__ volatile("" : : "r"(p) : "memory");
 		free(p);
 	}
-	job->ns_per_pair = (double)(bench_now_ns() - start) / PAIRS;
+	job->ns_per_pair = (double)(nf_now_ns() - start) / PAIRS;
 	return NULL;
 }
 
@@ -89,7 +89,7 @@ static void *blocked_alloc(void *arg)
 {
 	struct wake_job *job = arg;
 	job->page = nf_pages_alloc(job->d, 0, 0);
-	job->returned_ns = bench_now_ns();
+	job->returned_ns = nf_now_ns();
 	return NULL;
 }
 
@@ -112,7 +112,7 @@ static void wakeup_latency(void)
 		do {
 			nf_stats_get(d, &s);
 		} while (s.waiting == 0);
-		uint64_t freed_at = bench_now_ns();
+		uint64_t freed_at = nf_now_ns();
 		nf_pages_free(d, held[--n], 0);
 		pthread_join(tid, NULL);
 		latency_us[r] = (double)(job.returned_ns - freed_at) / 1e3;

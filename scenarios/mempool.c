@@ -188,14 +188,14 @@ static void *submitter_main(void *arg)
 			pthread_cond_wait(&s->room, &s->lock);
 		pthread_mutex_unlock(&s->lock);
 
-		uint64_t start = now_ns();
+		uint64_t start = nf_now_ns();
 		atomic_fetch_add(&r->blocked, 1);
 		struct request *q = request_alloc(r);
 		uint64_t *buffer = q ? buffer_alloc(r) : NULL;
 		atomic_fetch_sub(&r->blocked, 1);
 		note_pool_level(r);
 		if (s->stalls < STALL_SAMPLES && atomic_load(&r->hog_started))
-			s->stall_ns[s->stalls++] = now_ns() - start;
+			s->stall_ns[s->stalls++] = nf_now_ns() - start;
 		if (!q || !buffer) {
 			/* Where a program that trusted its allocator would have failed the I/O. */
 			atomic_fetch_add(&r->failures, 1);
@@ -237,11 +237,11 @@ static void *device_main(void *arg)
 	struct run *r = arg;
 	for (;;) {
 		pthread_mutex_lock(&r->lock);
-		uint64_t idle_from = now_ns();
+		uint64_t idle_from = nf_now_ns();
 		while (!r->head && r->submitters_left)
 			pthread_cond_wait(&r->work, &r->lock);
 		/* Idle time counts only inside the hog phase: [hog_start_ns, hog_end_ns), both set under r->lock. */
-		uint64_t idle_to = now_ns();
+		uint64_t idle_to = nf_now_ns();
 		if (r->hog_start_ns) {
 			uint64_t lo = idle_from > r->hog_start_ns ? idle_from : r->hog_start_ns;
 			uint64_t hi = r->hog_end_ns && r->hog_end_ns < idle_to ? r->hog_end_ns : idle_to;
@@ -435,7 +435,7 @@ static int run_mode(enum mode mode, const struct scenario_options *opts, struct 
 	unsigned hog_ms = opts->quick ? QUICK_HOG_MS : HOG_MS;
 	sleep_ns((uint64_t)warm_ms * 1000000u);
 	pthread_mutex_lock(&r->lock);
-	r->hog_start_ns = now_ns();
+	r->hog_start_ns = nf_now_ns();
 	pthread_mutex_unlock(&r->lock);
 	atomic_store(&r->completed_at_hog, atomic_load(&r->completed));
 	atomic_store(&r->hog_started, true);
@@ -443,7 +443,7 @@ static int run_mode(enum mode mode, const struct scenario_options *opts, struct 
 	sleep_ns((uint64_t)hog_ms * 1000000u);
 
 	pthread_mutex_lock(&r->lock);
-	r->hog_end_ns = now_ns();
+	r->hog_end_ns = nf_now_ns();
 	atomic_store(&r->stop, true);
 	pthread_mutex_unlock(&r->lock);
 	uint64_t completed_hog = atomic_load(&r->completed) - atomic_load(&r->completed_at_hog);

@@ -222,13 +222,13 @@ static void *writer_main(void *arg)
 	struct child *c = w->c;
 	struct shared *sh = c->sh;
 	for (size_t i = w->id; i < c->cfg->blocks; i += WRITERS) {
-		uint64_t start = now_ns();
+		uint64_t start = nf_now_ns();
 		atomic_store(&sh->op_since[w->id], start);
 		uint64_t *b = nf_pcache_get(c->pc, c->owner, i, 0);
 		c->sums[i] = fill_block(b, i, c->cfg->salt);
 		nf_pcache_mark_dirty(c->pc, b);
 		nf_pcache_put(c->pc, b);
-		uint64_t took = now_ns() - start;
+		uint64_t took = nf_now_ns() - start;
 		atomic_store(&sh->op_since[w->id], 0);
 		uint64_t max = atomic_load(&sh->stall_max_ns);
 		while (took > max && !atomic_compare_exchange_weak(&sh->stall_max_ns, &max, took))
@@ -342,12 +342,12 @@ static int child_run(struct shared *sh, const struct run_config *cfg)
 	pthread_t probe;
 	pthread_create(&probe, NULL, probe_main, &c);
 	atomic_store(&sh->phase, PHASE_WRITING);
-	uint64_t start = now_ns();
+	uint64_t start = nf_now_ns();
 	atomic_store(&sh->gate_ns, start);
 	run_workers(&c, writer_main);
 	atomic_store(&sh->phase, PHASE_FLUSHING);
 	r->flush_rc = nf_pcache_flush_all(c.pc);
-	r->write_ns = now_ns() - start;
+	r->write_ns = nf_now_ns() - start;
 
 	/* Unregistering drops every block, so the read-back below really comes from the store. */
 	nf_pcache_owner_unregister(c.pc, c.owner);
@@ -464,11 +464,11 @@ static void snapshot(struct shared *sh, uint64_t now, struct outcome *out)
 static void watch(pid_t pid, struct shared *sh, unsigned stall_ms, unsigned limit_s, struct timeline *tl,
 		  struct outcome *out)
 {
-	uint64_t last = progress_of(sh), last_change = now_ns();
+	uint64_t last = progress_of(sh), last_change = nf_now_ns();
 	int status = 0;
 	for (;;) {
 		sleep_ns((uint64_t)POLL_MS * 1000000u);
-		uint64_t now = now_ns();
+		uint64_t now = nf_now_ns();
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			break;
 		sample(tl, sh, now);
@@ -495,12 +495,12 @@ static void watch(pid_t pid, struct shared *sh, unsigned stall_ms, unsigned limi
 	if (!out->stalled && !out->timed_out && WIFSIGNALED(status))
 		fprintf(stderr, "netswap: the %s run died of signal %d (%s)\n", run_labels[out->kind], WTERMSIG(status),
 			strsignal(WTERMSIG(status)));
-	uint64_t gate = atomic_load(&sh->gate_ns), end = out->stalled ? last_change : now_ns();
+	uint64_t gate = atomic_load(&sh->gate_ns), end = out->stalled ? last_change : nf_now_ns();
 	if (out->exited && sh->report.finished)
 		out->elapsed_s = (double)sh->report.write_ns / 1e9;
 	else
 		out->elapsed_s = gate && end > gate ? (double)(end - gate) / 1e9 : 0;
-	sample(tl, sh, now_ns());
+	sample(tl, sh, nf_now_ns());
 }
 
 static const char *store_name(bool nbd)
@@ -708,7 +708,7 @@ static int netswap_run(const struct scenario_options *opts)
 	bool want[RUN_KINDS] = { [RUN_RESERVES] = !opts->no_reserves, [RUN_NO_RESERVES] = true };
 	struct run_config cfg = { .domain_pages = opts->quick ? QUICK_DOMAIN_PAGES : FULL_DOMAIN_PAGES };
 	cfg.blocks = cfg.domain_pages * DIRTY_MULTIPLE;
-	cfg.salt = now_ns();
+	cfg.salt = nf_now_ns();
 
 	struct nbd_server server;
 	char why[300];

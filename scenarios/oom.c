@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "nofail.h"
 #include "scenario.h"
 
@@ -35,13 +36,6 @@
 #define CACHE_PAGES 400
 #define MAX_LEAK DOMAIN_PAGES
 #define LEAK_BATCH 8
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void pause_us(unsigned us)
 {
@@ -69,7 +63,7 @@ static void holder_on_kill(nf_task *t, void *data)
 {
 	struct holder *h = data;
 	(void)t;
-	atomic_store(&h->killed_ns, now_ns());
+	atomic_store(&h->killed_ns, nf_now_ns());
 	atomic_store(&h->stop, true);
 }
 
@@ -189,7 +183,7 @@ static void *worker_main(void *arg)
 	nf_task *prev = nf_task_enter(w->t);
 	for (int i = 0; i < w->requests; i++) {
 		void *pages[REQUEST_PAGES];
-		uint64_t start = now_ns();
+		uint64_t start = nf_now_ns();
 		for (int k = 0; k < REQUEST_PAGES; k++) {
 			pages[k] = nf_pages_alloc(w->d, 0, 0);
 			if (!pages[k])
@@ -197,7 +191,7 @@ static void *worker_main(void *arg)
 			else
 				memset(pages[k], i, 64);
 		}
-		uint64_t took = now_ns() - start;
+		uint64_t took = nf_now_ns() - start;
 		if (took > w->wait_max_ns)
 			w->wait_max_ns = took;
 		pause_us(100);   /* the request's work */
@@ -225,7 +219,7 @@ static void *probe_main(void *arg)
 	while (!atomic_load(&p->stop)) {
 		nf_stats s;
 		nf_stats_get(p->d, &s);
-		uint64_t t = now_ns() - p->start_ns;
+		uint64_t t = nf_now_ns() - p->start_ns;
 		for (; kills < s.oom_kills && kills < 2; kills++)
 			p->kill_ns[kills] = t;
 		if (s.oom_skipped > skipped) {
@@ -272,7 +266,7 @@ static int run_part(bool stuck, int requests, struct part_result *res)
 	struct worker workers[WORKERS];
 	pthread_t threads[WORKERS], leak_thread, probe_thread;
 	char name[32];
-	res->probe = (struct probe){ .d = d, .start_ns = now_ns() };
+	res->probe = (struct probe){ .d = d, .start_ns = nf_now_ns() };
 	pthread_create(&probe_thread, NULL, probe_main, &res->probe);
 	for (int i = 0; i < WORKERS; i++) {
 		snprintf(name, sizeof name, "request %d", i);

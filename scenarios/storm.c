@@ -283,7 +283,7 @@ static void task_reserving(struct task *t, void **pages)
 {
 	struct shared *sh = t->ctx->sh;
 	nf_domain *d = t->ctx->domain;
-	uint64_t start = now_ns();
+	uint64_t start = nf_now_ns();
 	sh->arrival_ns[t->id] = start;
 	int rc;
 	if (t->ctx->kind == RUN_BARGING) {
@@ -294,7 +294,7 @@ static void task_reserving(struct task *t, void **pages)
 	} else {
 		rc = nf_reserve(d, TASK_PAGES, 0);
 	}
-	uint64_t wait = now_ns() - start;
+	uint64_t wait = nf_now_ns() - start;
 	if (rc != 0) {
 		atomic_fetch_sub(&sh->waiting, 1);
 		atomic_fetch_add(&sh->failed, 1);
@@ -313,7 +313,7 @@ static void task_greedy(struct task *t, void **pages)
 {
 	struct shared *sh = t->ctx->sh;
 	nf_domain *d = t->ctx->domain;
-	uint64_t start = now_ns();
+	uint64_t start = nf_now_ns();
 	sh->arrival_ns[t->id] = start;
 	for (unsigned i = 0; i < TASK_PAGES; i++) {
 		pages[i] = nf_pages_alloc(d, 0, 0);
@@ -322,7 +322,7 @@ static void task_greedy(struct task *t, void **pages)
 		touch(sh, t->id, i, pages[i]);
 	}
 	atomic_fetch_sub(&sh->partial, 1);
-	admitted(sh, t->id, now_ns() - start);
+	admitted(sh, t->id, nf_now_ns() - start);
 	check(sh, t->id, pages);
 	releasing(sh);
 	for (unsigned i = 0; i < TASK_PAGES; i++)
@@ -437,7 +437,7 @@ static int child_run(struct shared *sh, enum run_kind kind, const struct storm_s
 	pthread_attr_destroy(&attr);
 	r->threads = created;
 
-	uint64_t start = now_ns();
+	uint64_t start = nf_now_ns();
 	atomic_store(&sh->gate_ns, start);
 	pthread_mutex_lock(&ctx.gate_lock);
 	ctx.gate_open = true;
@@ -445,7 +445,7 @@ static int child_run(struct shared *sh, enum run_kind kind, const struct storm_s
 	pthread_mutex_unlock(&ctx.gate_lock);
 	for (unsigned i = 0; i < created; i++)
 		pthread_join(ids[i], NULL);
-	r->elapsed_ns = now_ns() - start;
+	r->elapsed_ns = nf_now_ns() - start;
 
 	read_stats(d, r);
 	nf_domain_destroy(d);
@@ -490,11 +490,11 @@ static void reap(pid_t pid, int *status)
 static void watch(pid_t pid, struct shared *sh, unsigned stall_ms, unsigned limit_s, struct timeline *tl,
 		  struct outcome *out)
 {
-	uint64_t last = atomic_load(&sh->progress), last_change = now_ns();
+	uint64_t last = atomic_load(&sh->progress), last_change = nf_now_ns();
 	int status = 0;
 	for (;;) {
 		sleep_ns((uint64_t)POLL_MS * 1000000u);
-		uint64_t now = now_ns();
+		uint64_t now = nf_now_ns();
 		pid_t got = waitpid(pid, &status, WNOHANG);
 		if (got == pid)
 			break;
@@ -524,7 +524,7 @@ static void watch(pid_t pid, struct shared *sh, unsigned stall_ms, unsigned limi
 		fprintf(stderr, "storm: the %s run died of signal %d (%s)\n", run_names[out->kind], WTERMSIG(status),
 			strsignal(WTERMSIG(status)));
 	uint64_t gate = atomic_load(&sh->gate_ns);
-	uint64_t end = now_ns();
+	uint64_t end = nf_now_ns();
 	if (out->exited && sh->report.finished)
 		out->elapsed_s = (double)sh->report.elapsed_ns / 1e9;
 	else if (out->stalled)

@@ -104,11 +104,11 @@ static bool intact(const void *block, uint64_t pattern)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	uint64_t rng = 0x9e3779b97f4a7c15u * (w->id + 1) ^ now_ns();
+	uint64_t rng = 0x9e3779b97f4a7c15u * (w->id + 1) ^ nf_now_ns();
 	for (unsigned round = 0; round < w->rounds; round++) {
-		uint64_t start = now_ns();
+		uint64_t start = nf_now_ns();
 		void *block = w->domain ? nf_pages_alloc(w->domain, ORDER, 0) : malloc(BLOCK_BYTES);
-		w->stall_ns[round] = now_ns() - start;
+		w->stall_ns[round] = nf_now_ns() - start;
 		if (!block) {
 			/* Where a program that trusted its allocator would have crashed. */
 			w->failed++;
@@ -164,9 +164,9 @@ static int run_workers(void *arg)
 {
 	struct run *run = arg;
 	struct run_result *r = &run->result;
-	uint64_t start = now_ns();
+	uint64_t start = nf_now_ns();
 	r->error = threads_run(THREADS, STACK_BYTES, worker_main, run->workers, sizeof run->workers[0]);
-	r->elapsed_s = (double)(now_ns() - start) / 1e9;
+	r->elapsed_s = (double)(nf_now_ns() - start) / 1e9;
 	for (unsigned i = 0; i < THREADS; i++) {
 		r->allocated += run->workers[i].allocated;
 		r->failed += run->workers[i].failed;

@@ -25,7 +25,7 @@ struct sampler {
 
 static void sample(struct sampler *s)
 {
-	s->fn(s->arg, (double)(now_ns() - s->start_ns) / 1e6);
+	s->fn(s->arg, (double)(nf_now_ns() - s->start_ns) / 1e6);
 }
 
 static void *sampler_main(void *arg)
@@ -49,7 +49,7 @@ struct sampler *sampler_start(unsigned interval_ms, sampler_fn *fn, void *arg)
 	s->interval_ms = interval_ms ? interval_ms : 1;
 	s->fn = fn;
 	s->arg = arg;
-	s->start_ns = now_ns();
+	s->start_ns = nf_now_ns();
 	atomic_init(&s->stop, false);
 	int error = pthread_create(&s->thread, NULL, sampler_main, s);
 	if (error) {

@@ -1,4 +1,4 @@
-/* timing.h - monotonic time and short sleeps for the command and its scenarios. */
+/* timing.h - monotonic time (clock.h, the library's own) and short sleeps for the command and its scenarios. */
 #ifndef NOFAIL_TOOL_TIMING_H
 #define NOFAIL_TOOL_TIMING_H
 
@@ -6,12 +6,7 @@
 #include <stdint.h>
 #include <time.h>
 
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+#include "clock.h"
 
 /* Sleeps the whole interval: a signal that interrupts it does not shorten the hold it models. */
 static inline void sleep_ns(uint64_t ns)
