@@ -110,7 +110,7 @@ void       nf_domain_drain(nf_domain *d);
 #define NF_HIGH       0x04u  /* may use half of the emergency reserve (below min) */
 #define NF_MEMALLOC   0x08u  /* may use all of the emergency reserve: code that frees memory */
 #define NF_NOMEMALLOC 0x10u  /* never use the emergency reserve, even in a memalloc scope */
-#define NF_ZERO       0x20u  /* zero the memory */
+#define NF_ZERO       0x20u  /* zero the memory: the whole block (nf_usable_size, nf_cache_object_size bytes) */
 #define NF_FLAGS_ALL  0x3fu
 
 /* ------------------------------------------------------------------ */
