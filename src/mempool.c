@@ -76,11 +76,32 @@ static void check_invariants(const nf_mempool *p)
 	(void)p;
 }
 
+/*
+ * An element the pool keeps is nobody's to touch until it is handed out
+ * again: under memcheck or ASan (src/memcheck.h) a use after
+ * nf_mempool_free is reported. Only where the pool knows the element's
+ * size (every backend but BACKEND_FN's).
+ */
+static void element_kept(const nf_mempool *p, void *e)
+{
+	if (p->element_size)
+		memcheck_inaccessible(e, p->element_size);
+}
+
+/* The element leaves the pool (to a caller or the backend): accessible, its contents undefined. */
+static void *element_taken(const nf_mempool *p, void *e)
+{
+	if (p->element_size)
+		memcheck_accessible(e, p->element_size);
+	return e;
+}
+
 /* p->lock held. */
 static void push(nf_mempool *p, void *e)
 {
 	int n = curr(p);
 	NF_ASSERT(n < p->capacity);
+	element_kept(p, e);
 	p->elements[n] = e;
 	atomic_store_explicit(&p->curr_nr, n + 1, memory_order_relaxed);
 }
@@ -91,7 +112,7 @@ static void *pop(nf_mempool *p)
 	int n = curr(p) - 1;
 	NF_ASSERT(n >= 0);
 	atomic_store_explicit(&p->curr_nr, n, memory_order_relaxed);
-	return p->elements[n];
+	return element_taken(p, p->elements[n]);
 }
 
 static void dequeue(nf_mempool *p, struct pool_waiter *w)
@@ -685,7 +706,7 @@ static int resize_down(nf_mempool *p, int new_min)
 	check_invariants(p);
 	pthread_mutex_unlock(&p->lock);
 	for (int i = 0; i < surplus; i++)
-		pool_backend_free(p, p->elements[new_min + i]);
+		pool_backend_free(p, element_taken(p, p->elements[new_min + i]));
 	return 0;
 }
 

@@ -292,7 +292,7 @@ static void churn_case(nf_domain *d)
 	c.d = d;
 	pthread_mutex_init(&c.lock, NULL);
 	for (int i = 0; i < CHURN_TASKS; i++) {
-		char name[16];
+		char name[24]; /* "churn " and any int */
 		snprintf(name, sizeof name, "churn %d", i);
 		c.tasks[i] = c.idle[i] = nf_task_create(d, name, NULL);
 		REQUIRE(c.tasks[i]);

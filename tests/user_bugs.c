@@ -160,6 +160,28 @@ static void page_overflow_into_free(void)
 	page[NF_PAGE_SIZE] = 1;
 }
 
+/*
+ * An element the pool hands out and keeps again (its backend's tries all
+ * fail by fault injection, so the pool serves from its reserve): after
+ * nf_mempool_free it is the pool's, not the caller's.
+ */
+static void mempool_use_after_free(void)
+{
+	/* Pages: in a small domain every backend try takes the locked path, where faults are decided. */
+	nf_domain *d = small_domain();
+	nf_mempool *pool = nf_mempool_create_pages(2, d, 0);
+	if (!pool || nf_fault_set("pool=1/1") != 0)
+		layout_unexpected("no pool or no fault injection");
+	volatile char *e = nf_mempool_alloc(pool, 0);
+	nf_mempool_stats s;
+	if (!e || nf_mempool_stats_get(pool, &s) != 0 || s.curr_nr != 1)
+		layout_unexpected("the element did not come from the pool's reserve");
+	nf_mempool_free(pool, (void *)e);
+	if (nf_mempool_stats_get(pool, &s) != 0 || s.curr_nr != 2)
+		layout_unexpected("the pool did not keep the element");
+	e[100] = 1;
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -174,6 +196,7 @@ static const struct {
 	{ "page-use-after-free", page_use_after_free },
 	{ "page-uninitialised", page_uninitialised },
 	{ "page-overflow-into-free", page_overflow_into_free },
+	{ "mempool-use-after-free", mempool_use_after_free },
 };
 
 int main(int argc, char **argv)

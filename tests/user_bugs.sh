@@ -23,6 +23,7 @@ cache-use-after-free           | Invalid write of size 1;20 bytes inside a block
 page-use-after-free            | Invalid write of size 1;100 bytes inside a block of size 4,096 free'"'"'d | caught
 page-uninitialised             | points to uninitialised byte(s)                                        | -
 page-overflow-into-free        | Invalid write of size 1                                                | caught
+mempool-use-after-free         | Invalid write of size 1;mempool_use_after_free (user_bugs.c | caught
 '
 
 trim() { sed -e 's/^ *//' -e 's/ *$//' <<< "$1"; }
