@@ -15,6 +15,7 @@
 #   make test-preload    real programs (python3, sqlite3, git, our own) on LD_PRELOAD=libnofail-malloc.so
 #   make fuzz            the libFuzzer target for FUZZ_SECONDS (default 300) on tests/fuzz/corpus
 #   make fuzz-replay     the same target over the seed corpus once, without fuzzing
+#   make fuzz-afl        the same target under AFL++ (installs afl++) for FUZZ_SECONDS
 #   make test-fault      the seed scenarios under NOFAIL_FAULT and NOFAIL_FAULT_DELAY (debug build)
 #   make soak            every capability at once for MINUTES (default 10), ~2000 threads, then the checks
 #   make soak-selftest   the soak's checks catch a deliberate failure, leak and hang
@@ -50,12 +51,18 @@ else ifeq ($(VARIANT),fuzz)
   CC    := clang
   OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
+else ifeq ($(VARIANT),afl)
+  # The same target for AFL++ (make fuzz-afl): afl-clang-fast's edge coverage instead of libFuzzer's.
+  BUILD := build/afl
+  CC    := afl-clang-fast
+  OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
 else ifeq ($(VARIANT),valgrind)
   # The debug build, describing nofail's memory to valgrind's memcheck (src/memcheck.h).
   BUILD := build/valgrind
   OPT   := -O1 -DNF_DEBUG -DNF_HARDENED -DNF_VALGRIND
 else
-  $(error unknown VARIANT $(VARIANT): release, hardened, debug, asan, tsan, fuzz or valgrind)
+  $(error unknown VARIANT $(VARIANT): release, hardened, debug, asan, tsan, fuzz, afl or valgrind)
 endif
 
 CFLAGS_ALL := $(BASE) $(OPT) $(CFLAGS)
@@ -264,6 +271,17 @@ fuzz: fuzz-build
 
 fuzz-replay: fuzz-build
 	@scripts/fuzz.sh replay build/fuzz/fuzz_ops
+
+# The same target under AFL++ (the afl++ package, scripts/fuzz-setup.sh afl): -fsanitize=fuzzer
+# makes afl-clang-fast link its driver for LLVMFuzzerTestOneInput. Not in CI (libFuzzer's run is).
+.PHONY: fuzz-afl
+build/afl/fuzz_ops: $(FUZZ_SRC) tests/fuzz/fuzz.h build/afl/libnofail.a
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -fsanitize=fuzzer -o $@ $(FUZZ_SRC) build/afl/libnofail.a $(LDLIBS_ALL)
+
+fuzz-afl:
+	@scripts/fuzz-setup.sh afl
+	@$(MAKE) --no-print-directory VARIANT=afl build/afl/fuzz_ops
+	@scripts/fuzz.sh afl build/afl/fuzz_ops $(FUZZ_SECONDS)
 
 # The fuzz target's sources under both compilers' warnings, without libFuzzer (no link).
 .PHONY: check-fuzz-warnings
