@@ -365,6 +365,8 @@ typedef struct nf_task nf_task;
  *   The reaper gives up after a bounded time (10 tries over one second).
  * oom_score_adj: -1000 (never chosen) to 1000 (chosen first); added to a
  *   task's charged pages as adj/1000 of the domain, as the kernel's badness.
+ *   nofail's own threads (background reclaimer, reaper, trimmer, page-cache
+ *   writeback) run at -1000: their work is what frees memory.
  */
 typedef struct nf_task_ops {
 	void (*on_kill)(nf_task *t, void *data);

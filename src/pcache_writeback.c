@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "fault.h"
 #include "lockdep.h"
+#include "task_charge.h"
 #include "thread.h"
 
 #define WB_BATCH 16
@@ -230,6 +231,7 @@ static unsigned work_for_thread(struct nf_pcache *pc, uint64_t now, uint64_t *sl
 static void *writeback_thread(void *arg)
 {
 	struct nf_pcache *pc = arg;
+	charge_thread_unkillable();
 	/* Writeback frees memory: everything it allocates may use the emergency reserve, and never reclaims. */
 	nf_scope_save(NF_SCOPE_MEMALLOC);
 	struct pcache_block *batch[WB_BATCH];

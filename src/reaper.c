@@ -69,6 +69,7 @@ static void reap_victim(nf_domain *d, struct task_charge *c)
 static void *reaper_main(void *arg)
 {
 	nf_domain *d = arg;
+	charge_thread_unkillable();
 	/* What the callbacks allocate may come from the reserve; nothing here reclaims or waits for pages. */
 	nf_scope_save(NF_SCOPE_MEMALLOC);
 	pthread_mutex_lock(&oom_lock);

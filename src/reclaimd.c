@@ -16,6 +16,7 @@
 #include "reclaim.h"
 #include "reserve.h"
 #include "shrinker.h"
+#include "task_charge.h"
 
 /* Pause after a pass that gained nothing. */
 #define FUTILE_PAUSE_NS (100u * 1000u * 1000u)
@@ -103,6 +104,7 @@ static void tell_level_locked(nf_domain *d)
 static void *reclaimer(void *arg)
 {
 	nf_domain *d = arg;
+	charge_thread_unkillable();
 	struct domain_reclaim *r = &d->reclaim;
 	pthread_mutex_lock(&r->lock);
 	while (!r->stopping) {

@@ -270,6 +270,11 @@ bool nf_task_killed(void)
 	return charge_current_killed();
 }
 
+void charge_thread_unkillable(void)
+{
+	nf_task_set_oom_score_adj(NULL, -1000);
+}
+
 int nf_task_set_oom_score_adj(nf_task *t, int adj)
 {
 	if (adj < -1000 || adj > 1000) {

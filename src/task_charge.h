@@ -88,6 +88,14 @@ NF_HIDDEN struct task_charge *charge_current_existing(nf_domain *d);
 NF_HIDDEN void charge_switch_lists(void);
 /* Whether the current task was killed (any of its accounts). */
 NF_HIDDEN bool charge_current_killed(void);
+/*
+ * Called first by each of nofail's own threads (reclaimer, reaper,
+ * trimmer, writeback): the killer never chooses them, as the kernel never
+ * chooses its kernel threads. Their work is what gives memory back;
+ * killing one frees nothing and stops that (a writeback thread's pages
+ * are dirty blocks only it can clean). Tasks they enter keep their own score.
+ */
+NF_HIDDEN void charge_thread_unkillable(void);
 
 /* Charges a block of `pages` whose head is `page` to the current task in d; slow path, any lock. */
 NF_HIDDEN void charge_block(nf_domain *d, struct nf_page *page, long pages);

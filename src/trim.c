@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "trim.h"
 #include "reserve.h"
+#include "task_charge.h"
 
 /* The background trimmer leaves blocks under 16 KiB alone: not worth a system call. */
 #define BACKGROUND_MIN_ORDER 2
@@ -120,6 +121,7 @@ void trim_note_free(nf_domain *d)
 static void *trimmer_main(void *arg)
 {
 	nf_domain *d = arg;
+	charge_thread_unkillable();
 	pthread_mutex_lock(&d->lock);
 	while (!d->trimmer_stop) {
 		if (!d->trim_pending) {

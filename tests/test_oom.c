@@ -479,6 +479,83 @@ TEST(minus_1000_is_never_chosen)
 	nf_domain_destroy(d);
 }
 
+/* ---- nofail's own threads ---- */
+
+/* Pages a writeback callback takes and keeps: charged to the writeback thread that ran it. */
+static struct {
+	nf_domain *d;
+	void *pages[64];
+	_Atomic int held;
+	pthread_t writer;
+} hoard;
+
+static int hoarding_writeback(void *data, uint64_t index, const void *block)
+{
+	(void)data, (void)index, (void)block;
+	if (atomic_load(&hoard.held) == 0) {
+		for (int i = 0; i < 64; i++)
+			hoard.pages[i] = nf_pages_alloc(hoard.d, 0, 0);
+		hoard.writer = pthread_self();
+		atomic_store(&hoard.held, 64);
+	}
+	return 0;
+}
+
+/*
+ * A writeback thread charged with the most pages is still never chosen,
+ * as the kernel never chooses its kernel threads: killing it would free
+ * nothing and stop writeback. The task with fewer pages is the victim.
+ */
+TEST(own_threads_are_never_chosen)
+{
+	nf_domain *d = oom_domain(256, 2, "own-threads");
+	hoard.d = d;
+	atomic_store(&hoard.held, 0);
+	nf_pcache_config pcfg = { .dirty_expire_ms = 10 };
+	nf_pcache *pc = nf_pcache_create(d, &pcfg);
+	REQUIRE(pc != NULL);
+	nf_pcache_owner_ops ops = { .name = "hoarder", .writeback = hoarding_writeback };
+	nf_pcache_owner *owner = nf_pcache_owner_register(pc, &ops, NULL);
+	REQUIRE(owner != NULL);
+	void *block = nf_pcache_get(pc, owner, 0, 0);
+	REQUIRE(block != NULL);
+	nf_pcache_mark_dirty(pc, block);
+	nf_pcache_put(pc, block);
+	/* The expired block is written by the writeback thread, not by us. */
+	for (int i = 0; i < 500 && atomic_load(&hoard.held) == 0; i++)
+		sleep_ms(10);
+	REQUIRE(atomic_load(&hoard.held) == 64);
+	CHECK(!pthread_equal(hoard.writer, pthread_self()));
+
+	static struct holder small;
+	holder_init(&small, d, "small", 0);
+	CHECK_EQ(holder_take(&small, 8), 8);
+	void *mine[256];
+	int n = 0;
+	while (n < 256 && (mine[n] = nf_pages_alloc(d, 0, NF_MAYFAIL)) != NULL)
+		n++;
+	int quiet = stderr_quiet_begin();
+	void *p = nf_pages_alloc(d, 0, 0);
+	stderr_quiet_end(quiet);
+	CHECK(p != NULL);
+	nf_oom_report r;
+	REQUIRE(nf_oom_last_report(d, &r) == 0);
+	CHECK_EQ(atomic_load(&small.kills), 1);
+	CHECK(strcmp(r.victim, "small") == 0);
+	CHECK_EQ(r.victim_charged, 8);
+	CHECK_EQ(stats_now(d).oom_kills, 1);
+
+	nf_pages_free(d, p, 0);
+	while (n > 0)
+		nf_pages_free(d, mine[--n], 0);
+	for (int i = 0; i < 64; i++)
+		nf_pages_free(d, hoard.pages[i], 0);
+	holder_end(&small);
+	nf_pcache_owner_unregister(pc, owner);
+	nf_pcache_destroy(pc);
+	nf_domain_destroy(d);
+}
+
 /* ---- one victim at a time ---- */
 
 TEST(exactly_one_victim_in_flight)
