@@ -901,7 +901,9 @@ typedef struct nf_stats {
 	uint64_t wait_ns_max;
 	/* reservations */
 	size_t reserved_pages;     /* tokens outstanding now */
-	size_t reserve_cap_pages;
+	size_t reserve_cap_pages;  /* reserved_pages + list_token_pages stay within it */
+	size_t list_token_pages;   /* tokens spent filling threads' page lists whose pages may still be
+				      there: a drain gives them back as tokens, so the cap counts them */
 	uint64_t reservations;     /* granted */
 	uint64_t reserve_failures; /* -ENOMEM, -ETIMEDOUT, -EDEADLK */
 	uint64_t reserve_waits;    /* requests that queued */

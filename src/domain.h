@@ -77,6 +77,13 @@ struct nf_domain {
 	 * a new waiter or the waiter sees the lowered count.
 	 */
 	_Atomic size_t reserved_pages;
+	/*
+	 * Tokens spent filling threads' page lists whose pages may still be
+	 * there (the reservations' on_list, summed): a drain gives them back
+	 * as tokens, so the cap counts them with reserved_pages. Raised under
+	 * the lock; lowered under it or, by an unreserve, without (as above).
+	 */
+	_Atomic size_t list_token_pages;
 	struct reserve_waiter *_Atomic reserve_head;
 	struct reserve_waiter *reserve_tail;
 	struct reserve_labels *reserve_labels;   /* taken from the domain on the first labelled request */

@@ -162,8 +162,11 @@ static uint32_t take_with_tokens(nf_domain *d, struct reservation *r, struct thr
 		NF_ASSERT(got > 0);
 		if (got == 0)
 			return NF_NO_PAGE;
-		spend(d, r, got);
+		/* The list was empty: what it held of r's tokens was used. Counted before spend() grants anyone. */
+		NF_ASSERT(d->list_token_pages >= r->on_list);
+		d->list_token_pages += got - r->on_list;
 		r->on_list = got;
+		spend(d, r, got);
 		return pop_list(tp, d);
 	}
 	uint32_t index = buddy_take(d, order, released);

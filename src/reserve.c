@@ -33,7 +33,7 @@
 /* Free pages and clean page-cache pages (droppable at once) above min cover the request too (I2). */
 static bool fits(const nf_domain *d, size_t pages)
 {
-	return d->reserved_pages + pages <= d->reserve_cap_pages &&
+	return d->reserved_pages + d->list_token_pages + pages <= d->reserve_cap_pages &&
 	       d->free_pages + reserve_clean(d) >= d->min_pages + d->reserved_pages + pages;
 }
 
@@ -60,7 +60,8 @@ void reserve_check(const nf_domain *d)
 {
 	/* Promised pages are free or clean: even inside the emergency reserve, nobody takes those (I1). */
 	NF_ASSERT(d->free_pages + reserve_clean(d) >= d->reserved_pages);
-	NF_ASSERT(d->reserved_pages <= d->reserve_cap_pages);
+	/* Tokens parked on thread lists may come back (a drain): the cap holds them too. */
+	NF_ASSERT(d->reserved_pages + d->list_token_pages <= d->reserve_cap_pages);
 	(void)d;
 }
 
@@ -392,6 +393,8 @@ static void end(nf_domain *d, struct reservation *r)
 	size_t taken = reservation_pages_taken(d, r);
 	size_t past = taken > r->granted ? taken - r->granted : 0;
 	if (likely(r->label < 0 && !past)) {
+		/* The pages still on the list stay there as the thread's own: no longer promised. */
+		atomic_fetch_sub(&d->list_token_pages, r->on_list);
 		size_t before = atomic_fetch_sub(&d->reserved_pages, r->tokens);
 		NF_ASSERT(before >= r->tokens);
 		(void)before;
@@ -402,8 +405,9 @@ static void end(nf_domain *d, struct reservation *r)
 		}
 	} else {
 		pthread_mutex_lock(&d->lock);
-		NF_ASSERT(d->reserved_pages >= r->tokens);
+		NF_ASSERT(d->reserved_pages >= r->tokens && d->list_token_pages >= r->on_list);
 		d->reserved_pages -= r->tokens;
+		d->list_token_pages -= r->on_list;
 		d->overruns += past;
 		if (r->label >= 0)
 			reserve_label_record(d, r->label, r->granted, taken, past > 0);

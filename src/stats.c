@@ -48,6 +48,7 @@ void nf_stats_get(nf_domain *d, nf_stats *out)
 	out->wait_ns_max = d->wait_ns_max;
 	out->reserved_pages = d->reserved_pages;
 	out->reserve_cap_pages = d->reserve_cap_pages;
+	out->list_token_pages = d->list_token_pages;
 	out->reservations = d->reservations;
 	out->reserve_failures = d->reserve_failures;
 	out->reserve_waits = d->reserve_waits;

@@ -62,11 +62,17 @@ static size_t drain_refunding(nf_domain *d, struct reservation *r, struct thread
 	size_t count = OWNER_READ(tp->count);
 	size_t refund = count < r->on_list ? count : r->on_list;
 	thread_pages_drain(d, tp, (unsigned)count);
+	/* The cap counted all of on_list already: what comes back as tokens moves from one count to the other. */
+	NF_ASSERT(d->list_token_pages >= r->on_list);
+	d->list_token_pages -= r->on_list;
 	d->reserved_pages += refund;
 	d->token_pages -= refund;
 	r->tokens += refund;
 	r->spent -= refund;
 	r->on_list = 0;
+	/* What was used of on_list left the cap's count: a queued request may fit now. */
+	if (d->reserve_head)
+		reserve_grant_waiters(d);
 	reserve_check(d);
 	return refund;
 }
@@ -92,12 +98,19 @@ static void refund_list_pages(struct task_reservations *all)
 		if (!d)
 			continue;
 		struct thread_pages *tp = thread_pages_own(d);
-		if (r->on_list && tp) {
+		if (r->on_list) {
 			pthread_mutex_lock(&d->lock);
-			drain_refunding(d, r, tp);
+			if (tp) {
+				drain_refunding(d, r, tp);
+			} else {
+				/* No list to drain (never made here): those tokens were used. */
+				d->list_token_pages -= r->on_list;
+				r->on_list = 0;
+				if (d->reserve_head)
+					reserve_grant_waiters(d);
+			}
 			pthread_mutex_unlock(&d->lock);
 		}
-		r->on_list = 0;
 		/* What the list served so far stays counted; a new thread's list counts afresh. */
 		r->pages_taken = reservation_pages_taken(d, r);
 	}

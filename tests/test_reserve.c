@@ -293,6 +293,75 @@ TEST(tokens_spent_on_the_thread_list_survive_a_drain)
 	nf_domain_destroy(d);
 }
 
+struct task_reserve {
+	nf_domain *d;
+	nf_task *t;
+	size_t pages;
+	int rc;
+};
+
+static void *reserve_in_task(void *arg)
+{
+	struct task_reserve *job = arg;
+	nf_task *prev = nf_task_enter(job->t);
+	job->rc = nf_reserve(job->d, job->pages, NF_NOWAIT);
+	nf_task_leave(prev);
+	return NULL;
+}
+
+/*
+ * Found by the fuzz target: tokens spent filling the thread's list left the
+ * cap's count, so another task was granted the cap's rest; the drain that
+ * then gave those tokens back (above) pushed the tokens outstanding past
+ * the cap. Tokens parked on a list count against the cap until they are
+ * known to be used.
+ */
+TEST(tokens_parked_on_the_thread_list_count_against_the_cap)
+{
+	size_t cap = 300;
+	nf_domain *d = make_domain(1100, cap, "list-cap");
+	/* Made first: its struct comes from the domain, and would spend the holder's tokens. */
+	struct task_reserve job = { d, nf_task_create(d, "other", NULL), 0, 1 };
+	REQUIRE(job.t != NULL);
+	nf_domain_drain(d); /* an empty list, for the first allocation to fill with tokens */
+	REQUIRE(nf_reserve(d, 64, NF_NOWAIT) == 0);
+	void *mine[64];
+	mine[0] = nf_pages_alloc(d, 0, NF_NOWAIT);
+	REQUIRE(mine[0] != NULL);
+	nf_stats s = stats_now(d);
+	REQUIRE(s.list_token_pages > 1); /* the test is about a list filled with tokens */
+	CHECK_EQ(s.reserved_pages + s.list_token_pages, 64);
+
+	/* The rest of the cap counting only the tokens outstanding is too much; counting the list's, it fits. */
+	job.pages = cap - s.reserved_pages;
+	pthread_t t;
+	pthread_create(&t, NULL, reserve_in_task, &job);
+	pthread_join(t, NULL);
+	CHECK_EQ(job.rc, -ENOMEM);
+	job.pages = cap - 64;
+	pthread_create(&t, NULL, reserve_in_task, &job);
+	pthread_join(t, NULL);
+	CHECK_EQ(job.rc, 0);
+
+	/* The drain gives the list's tokens back: still within the cap, and the holder still gets its grant. */
+	nf_domain_drain(d);
+	s = stats_now(d);
+	CHECK_EQ(s.list_token_pages, 0);
+	CHECK_EQ(s.reserved_pages, cap - 1);
+	CHECK(tokens_covered(d));
+	for (size_t i = 1; i < 64; i++) {
+		mine[i] = nf_pages_alloc(d, 0, NF_NOWAIT);
+		REQUIRE(mine[i] != NULL);
+	}
+	CHECK_EQ(nf_reserved(d), 0);
+	free_all(d, mine, 64);
+	nf_unreserve(d);
+	CHECK_EQ(stats_now(d).list_token_pages, 0);
+	nf_task_destroy(job.t);
+	CHECK_EQ(stats_now(d).reserved_pages, 0);
+	nf_domain_destroy(d);
+}
+
 /* ---- all or nothing, and bad input ------------------------------------- */
 
 TEST(all_or_nothing)

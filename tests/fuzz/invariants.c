@@ -119,8 +119,12 @@ static void check_domain(int i, nf_domain *d)
 		for (int o = 0; o < FZ_OWNERS; o++)
 			if (W.res[o][i].active)
 				granted += W.res[o][i].granted;
-	FZ_CHECK(s.reserved_pages <= granted, "domain %s: %zu tokens outstanding, %zu granted to live reservations",
-		 s.name, s.reserved_pages, granted);
+	FZ_CHECK(s.reserved_pages + s.list_token_pages <= granted,
+		 "domain %s: %zu tokens outstanding and %zu on lists, %zu granted to live reservations", s.name,
+		 s.reserved_pages, s.list_token_pages, granted);
+	FZ_CHECK(s.reserved_pages + s.list_token_pages <= s.reserve_cap_pages,
+		 "domain %s: %zu tokens outstanding and %zu on lists, above the cap %zu", s.name, s.reserved_pages,
+		 s.list_token_pages, s.reserve_cap_pages);
 	check_monotonic(i, &s);
 
 	size_t usable = s.budget_pages - s.meta_pages, used = usable - s.free_pages;

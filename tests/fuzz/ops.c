@@ -546,7 +546,8 @@ static void op_reserve(const uint8_t *a)
 		limit = s.reserve_cap_pages;
 	size_t pages = 1 + (a[1] | (size_t)a[2] << 8) % limit;
 	size_t buddy = s.free_pages - s.cached_pages;
-	bool capped = s.reserved_pages + pages > s.reserve_cap_pages;
+	/* Tokens parked on thread lists may come back: the cap counts them (nf_stats.list_token_pages). */
+	bool capped = s.reserved_pages + s.list_token_pages + pages > s.reserve_cap_pages;
 	bool fits_now = !capped && buddy >= s.min_pages + s.reserved_pages + pages;
 	bool fits_drained = !capped && buddy + s.cached_pages >= s.min_pages + s.reserved_pages + pages;
 	int owner = fz_owner();

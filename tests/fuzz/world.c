@@ -169,7 +169,8 @@ static void check_whole(enum fz_domain i)
 		 W.usable[i], s.cached_pages);
 	FZ_CHECK(s.allocations == s.frees, "domain %s: %llu allocations, %llu frees at the end", s.name,
 		 (unsigned long long)s.allocations, (unsigned long long)s.frees);
-	FZ_CHECK(s.reserved_pages == 0, "domain %s: %zu tokens outstanding at the end", s.name, s.reserved_pages);
+	FZ_CHECK(s.reserved_pages == 0 && s.list_token_pages == 0, "domain %s: %zu tokens outstanding, %zu on lists at the end",
+		 s.name, s.reserved_pages, s.list_token_pages);
 }
 
 void fz_world_end(void)
