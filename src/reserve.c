@@ -394,7 +394,8 @@ static void end(nf_domain *d, struct reservation *r)
 	size_t past = taken > r->granted ? taken - r->granted : 0;
 	if (likely(r->label < 0 && !past)) {
 		/* The pages still on the list stay there as the thread's own: no longer promised. */
-		atomic_fetch_sub(&d->list_token_pages, r->on_list);
+		if (r->on_list)
+			atomic_fetch_sub(&d->list_token_pages, r->on_list);
 		size_t before = atomic_fetch_sub(&d->reserved_pages, r->tokens);
 		NF_ASSERT(before >= r->tokens);
 		(void)before;
