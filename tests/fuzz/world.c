@@ -206,7 +206,8 @@ void fz_world_end(void)
 	check_whole(FZ_POOLS);
 	nf_stats s;
 	nf_stats_get(W.d[FZ_OBJECTS], &s);
-	FZ_CHECK(s.reserved_pages == 0, "objects domain: %zu tokens outstanding at the end", s.reserved_pages);
+	FZ_CHECK(s.reserved_pages == 0 && s.list_token_pages == 0, "objects domain: %zu tokens outstanding, %zu on lists at the end",
+		 s.reserved_pages, s.list_token_pages);
 	for (int i = 0; i < FZ_DOMAINS; i++) {
 		capture_begin();
 		nf_domain_destroy(W.d[i]);
