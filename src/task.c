@@ -55,13 +55,15 @@ static bool task_valid(const nf_task *t, const char *call)
 /*
  * Drains the whole list tp, giving r back the tokens it spent on pages
  * still there: drained, they are free again, so promising them keeps the
- * invariant, and nobody else can take what r was promised. d->lock held.
+ * invariant, and nobody else can take what r was promised. tp NULL (no
+ * list here): the tokens of on_list were all used. d->lock held.
  */
 static size_t drain_refunding(nf_domain *d, struct reservation *r, struct thread_pages *tp)
 {
-	size_t count = OWNER_READ(tp->count);
+	size_t count = tp ? OWNER_READ(tp->count) : 0;
 	size_t refund = count < r->on_list ? count : r->on_list;
-	thread_pages_drain(d, tp, (unsigned)count);
+	if (tp)
+		thread_pages_drain(d, tp, (unsigned)count);
 	/* The cap counted all of on_list already: what comes back as tokens moves from one count to the other. */
 	NF_ASSERT(d->list_token_pages >= r->on_list);
 	d->list_token_pages -= r->on_list;
@@ -100,15 +102,7 @@ static void refund_list_pages(struct task_reservations *all)
 		struct thread_pages *tp = thread_pages_own(d);
 		if (r->on_list) {
 			pthread_mutex_lock(&d->lock);
-			if (tp) {
-				drain_refunding(d, r, tp);
-			} else {
-				/* No list to drain (never made here): those tokens were used. */
-				d->list_token_pages -= r->on_list;
-				r->on_list = 0;
-				if (d->reserve_head)
-					reserve_grant_waiters(d);
-			}
+			drain_refunding(d, r, tp);
 			pthread_mutex_unlock(&d->lock);
 		}
 		/* What the list served so far stays counted; a new thread's list counts afresh. */
